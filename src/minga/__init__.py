@@ -1,0 +1,3 @@
+"""Minga: the platform of a network of national CSIRTs."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,5 @@
+import sys
+
+from minga.cli import main
+
+sys.exit(main())

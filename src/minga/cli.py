@@ -1,0 +1,53 @@
+"""The ``minga`` command: one entry point for operators, wrapping Django management commands."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+COMMANDS = {
+    "up": ("minga_up", "migrate, optionally load the demo network, run web + worker together"),
+    "serve": ("minga_serve", "run the web server (gunicorn)"),
+    "worker": ("minga_worker", "run a background worker"),
+    "check": ("minga_check", "report configuration and database problems in plain words"),
+    "createadmin": ("createadmin", "create a node admin (and their organisation)"),
+    "token": ("token", "create, list or revoke API tokens"),
+    "audit": ("audit", "verify the audit log's hash chain"),
+    "demo": ("load_demo", "load the demo network (fictional organisations and users)"),
+}
+
+USAGE = "usage: minga COMMAND [options]\n\ncommands:\n" + "\n".join(
+    f"  {name:<12} {text}" for name, (_, text) in COMMANDS.items()
+) + "\n  manage       any Django management command, e.g. `minga manage migrate`\n\n" \
+    "`minga COMMAND --help` describes a command's options."
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "minga.settings")
+    if not args or args[0] in {"-h", "--help", "help"}:
+        print(USAGE)
+        return 0
+    name, rest = args[0], args[1:]
+    if name == "manage":
+        django_args = ["minga manage", *rest]
+    elif name in COMMANDS:
+        django_args = ["minga", COMMANDS[name][0], *rest]
+    else:
+        print(f"minga: unknown command {name!r}\n\n{USAGE}", file=sys.stderr)
+        return 2
+    try:
+        import django
+
+        django.setup()
+    except Exception as exc:  # a bad MINGA_* value: say which, not a traceback
+        print(f"minga: the configuration is not valid: {exc}", file=sys.stderr)
+        return 2
+    from django.core.management import execute_from_command_line
+
+    execute_from_command_line(django_args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,142 @@
+"""The one access policy of the node: TLP 2.0 with recipient organisations and users.
+
+Every read path (UI, REST, TAXII, exports, search, statistics, notifications, federation)
+asks here, through ``restrict`` (a queryset filter) or ``can_read`` (an object check). The two
+are written independently and property-based tests prove that they agree.
+
+Who may read an object of each level:
+
+* CLEAR: anyone, anonymous visitors included.
+* GREEN: every active member of an organisation that is a member of the network.
+* AMBER, AMBER+STRICT: active members of the originating organisation and of the named
+  recipient organisations, and the named recipient users. (STRICT matters for federation:
+  it is never re-shared beyond the named organisations' nodes.)
+* RED: the named recipient users only. Services that create RED objects name their author.
+
+Nothing else is readable: an unknown level, an inactive user or an inactive membership
+admits no one. Node admins get no exception; they manage the node, not the content.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from django.db.models import Model, Q, QuerySet
+from django.http import Http404
+
+from minga.core.choices import TLP
+from minga.core.models import Membership, Organisation
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AnonymousUser
+
+    from minga.core.models import SharedObject, User
+
+AMBER_LEVELS = (TLP.AMBER, TLP.AMBER_STRICT)
+NAMED_USER_LEVELS = (TLP.AMBER, TLP.AMBER_STRICT, TLP.RED)
+
+M = TypeVar("M", bound=Model)
+
+
+@dataclass(frozen=True)
+class Reader:
+    """What the policy needs to know about a reader, read once per request."""
+
+    user_id: int | None
+    organisation_ids: frozenset[int]
+    is_network_member: bool
+
+    @property
+    def is_authenticated(self) -> bool:
+        return self.user_id is not None
+
+
+ANONYMOUS = Reader(user_id=None, organisation_ids=frozenset(), is_network_member=False)
+
+
+def reader_for(user: User | AnonymousUser | None) -> Reader:
+    if user is None or not user.is_authenticated or not user.is_active:
+        return ANONYMOUS
+    cached = getattr(user, "_minga_reader", None)
+    if cached is not None:
+        return cached
+    rows = Membership.objects.filter(user_id=user.pk, is_active=True).values_list(
+        "organisation_id", "organisation__is_network_member"
+    )
+    organisation_ids = frozenset(org_id for org_id, _ in rows)
+    reader = Reader(
+        user_id=user.pk,
+        organisation_ids=organisation_ids,
+        is_network_member=any(member for _, member in rows),
+    )
+    user._minga_reader = reader  # type: ignore[union-attr]
+    return reader
+
+
+def visibility_filter(model: type[SharedObject], user: User | AnonymousUser | None) -> Q:
+    """The ``Q`` that admits exactly the objects of ``model`` that ``user`` may read."""
+    reader = reader_for(user)
+    admitted = Q(tlp=TLP.CLEAR)
+    if not reader.is_authenticated:
+        return admitted
+    if reader.is_network_member:
+        admitted |= Q(tlp=TLP.GREEN)
+    # Subqueries rather than joins: a join through the recipient tables would repeat rows.
+    if reader.organisation_ids:
+        org_through = model.recipient_organisations.through
+        org_fk = model.recipient_organisations.field.m2m_field_name()
+        named_orgs = org_through.objects.filter(
+            organisation_id__in=reader.organisation_ids
+        ).values(f"{org_fk}_id")
+        admitted |= Q(tlp__in=AMBER_LEVELS) & (
+            Q(origin_organisation_id__in=reader.organisation_ids) | Q(pk__in=named_orgs)
+        )
+    user_through = model.recipient_users.through
+    user_fk = model.recipient_users.field.m2m_field_name()
+    named_users = user_through.objects.filter(user_id=reader.user_id).values(f"{user_fk}_id")
+    admitted |= Q(tlp__in=NAMED_USER_LEVELS) & Q(pk__in=named_users)
+    return admitted
+
+
+def restrict(queryset: QuerySet[Any], user: User | AnonymousUser | None) -> QuerySet[Any]:
+    """Narrow ``queryset`` (of a ``SharedObject`` model) to what ``user`` may read."""
+    return queryset.filter(visibility_filter(queryset.model, user))
+
+
+def can_read(user: User | AnonymousUser | None, obj: SharedObject) -> bool:
+    """The object check: may ``user`` read ``obj``?"""
+    if obj.tlp == TLP.CLEAR:
+        return True
+    reader = reader_for(user)
+    if not reader.is_authenticated:
+        return False
+    if obj.tlp == TLP.GREEN:
+        return reader.is_network_member
+    if obj.tlp not in NAMED_USER_LEVELS:
+        return False
+    if obj.recipient_users.filter(pk=reader.user_id).exists():
+        return True
+    if obj.tlp == TLP.RED:
+        return False
+    if obj.origin_organisation_id in reader.organisation_ids:
+        return True
+    return obj.recipient_organisations.filter(pk__in=reader.organisation_ids).exists()
+
+
+def get_readable_or_404(queryset: QuerySet[M], user: User | AnonymousUser | None, **lookup: Any) -> M:
+    """One object that ``user`` may read, else 404: a reader outside the policy cannot tell a
+    hidden object from a missing one."""
+    try:
+        return restrict(queryset, user).get(**lookup)
+    except queryset.model.DoesNotExist as exc:
+        raise Http404 from exc
+
+
+def organisations_visible_to(user: User | AnonymousUser | None) -> QuerySet[Organisation]:
+    """The directory of organisations is network-internal: active members of any organisation
+    of the node read it; anonymous visitors and users without a membership read nothing."""
+    reader = reader_for(user)
+    if not reader.organisation_ids:
+        return Organisation.objects.none()
+    return Organisation.objects.all()

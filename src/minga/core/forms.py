@@ -1,0 +1,89 @@
+"""Forms of the core UI. They validate input; saving goes through ``services``."""
+
+from __future__ import annotations
+
+from typing import Any
+from zoneinfo import available_timezones
+
+from django import forms
+from django.conf import settings
+from django.utils.translation import gettext_lazy as _
+
+from minga.core.choices import Role
+from minga.core.models import Organisation, User
+from minga.core.services import MAX_TOKEN_DAYS
+
+
+class OrganisationForm(forms.ModelForm):
+    class Meta:
+        model = Organisation
+        fields = ["name", "short_name", "is_network_member"]
+
+
+class UserCreateForm(forms.Form):
+    username = forms.CharField(label=_("User name"), max_length=150)
+    email = forms.EmailField(label=_("E-mail"))
+    first_name = forms.CharField(label=_("First name"), max_length=150, required=False)
+    last_name = forms.CharField(label=_("Last name"), max_length=150, required=False)
+    organisation = forms.ModelChoiceField(label=_("Organisation"), queryset=Organisation.objects.none())
+    role = forms.ChoiceField(label=_("Role"), choices=Role.choices, initial=Role.ANALYST)
+    password = forms.CharField(
+        label=_("Initial password"),
+        widget=forms.PasswordInput(render_value=False),
+        help_text=_("At least 12 characters. Ask the person to change it after the first login."),
+    )
+
+    def __init__(self, *args: Any, organisations: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["organisation"].queryset = organisations  # type: ignore[attr-defined]
+
+
+class MembershipAddForm(forms.Form):
+    username = forms.CharField(label=_("User name"), max_length=150)
+    role = forms.ChoiceField(label=_("Role"), choices=Role.choices, initial=Role.ANALYST)
+
+    def clean_username(self) -> User:
+        username = self.cleaned_data["username"].strip()
+        user = User.objects.filter(username__iexact=username).first()
+        if user is None:
+            raise forms.ValidationError(_("No user is called %(name)s.") % {"name": username})
+        return user
+
+
+class RoleForm(forms.Form):
+    role = forms.ChoiceField(label=_("Role"), choices=Role.choices)
+
+
+class TokenCreateForm(forms.Form):
+    name = forms.CharField(
+        label=_("Name"), max_length=100,
+        help_text=_("What the token is for, e.g. 'SIEM pull' or 'OpenCTI connector'."),
+    )
+    expires_in_days = forms.IntegerField(
+        label=_("Valid for (days)"), min_value=1, max_value=MAX_TOKEN_DAYS, initial=90
+    )
+
+
+class ProfileForm(forms.Form):
+    preferred_language = forms.ChoiceField(
+        label=_("Language"), required=False,
+        choices=[("", _("As my browser asks"))] + [(c, n) for c, n in settings.LANGUAGES],
+    )
+    time_zone = forms.ChoiceField(
+        label=_("Time zone"), choices=[(tz, tz) for tz in sorted(available_timezones())]
+    )
+
+
+class TotpCodeForm(forms.Form):
+    code = forms.CharField(
+        label=_("Six-digit code"), max_length=10,
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
+    )
+
+
+class AuditFilterForm(forms.Form):
+    action = forms.CharField(label=_("Action"), required=False, max_length=80)
+    actor = forms.CharField(label=_("Actor"), required=False, max_length=150)
+    object_type = forms.CharField(label=_("Object type"), required=False, max_length=80)
+    since = forms.DateField(label=_("From"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    until = forms.DateField(label=_("Until"), required=False, widget=forms.DateInput(attrs={"type": "date"}))

@@ -1,0 +1,27 @@
+import os
+import sys
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+
+from minga import conf
+
+
+class Command(BaseCommand):
+    help = "Run the web server: gunicorn serving Minga's WSGI application."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--bind", default=conf.env("MINGA_LISTEN"), help="HOST:PORT to listen on")
+        parser.add_argument("--workers", type=int, default=conf.env_int("MINGA_WEB_WORKERS"))
+
+    def handle(self, *args: Any, bind: str, workers: int, **options: Any) -> None:
+        argv = [
+            sys.executable, "-m", "gunicorn", "minga.wsgi:application",
+            "--bind", bind,
+            "--workers", str(max(1, workers)),
+            "--access-logfile", "-",
+            "--graceful-timeout", "10",
+            "--forwarded-allow-ips", os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
+        ]
+        sys.stdout.flush()
+        os.execv(sys.executable, argv)

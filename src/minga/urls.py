@@ -1,0 +1,17 @@
+from django.urls import include, path
+
+from minga.api import api
+from minga.core import views as core_views
+
+urlpatterns = [
+    path("healthz", core_views.healthz, name="healthz"),
+    path("readyz", core_views.readyz, name="readyz"),
+    path("api/v1/", api.urls),
+    path("i18n/", include("django.conf.urls.i18n")),
+    path("", include("minga.core.urls")),
+]
+
+handler400 = "minga.core.views.bad_request"
+handler403 = "minga.core.views.permission_denied"
+handler404 = "minga.core.views.page_not_found"
+handler500 = "minga.core.views.server_error"
