@@ -1,7 +1,5 @@
 """REST endpoints of the core app: the caller, organisations and the caller's API tokens."""
 
-from __future__ import annotations
-
 from datetime import datetime
 from uuid import UUID
 
@@ -9,7 +7,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
-from ninja import Field, Query, Router, Schema
+from ninja import Field, Query, Router, Schema, Status
 from ninja.pagination import LimitOffsetPagination, paginate
 from pydantic import ConfigDict
 
@@ -125,9 +123,9 @@ def get_organisation(request: HttpRequest, short_name: str) -> Organisation:
 
 
 @router.post("/organisations", response={201: OrganisationOut}, tags=["organisations"])
-def create_organisation(request: HttpRequest, payload: OrganisationIn) -> tuple[int, Organisation]:
+def create_organisation(request: HttpRequest, payload: OrganisationIn) -> Status:
     """Create an organisation (node admins)."""
-    return 201, services.create_organisation(_user(request), **payload.dict())
+    return Status(201, services.create_organisation(_user(request), **payload.dict()))
 
 
 @router.patch("/organisations/{short_name}", response=OrganisationOut, tags=["organisations"])
@@ -148,13 +146,13 @@ def list_tokens(request: HttpRequest) -> QuerySet[ApiToken]:
 
 
 @router.post("/tokens", response={201: TokenCreated}, tags=["accounts"])
-def create_token(request: HttpRequest, payload: TokenIn) -> tuple[int, dict]:
+def create_token(request: HttpRequest, payload: TokenIn) -> Status:
     """Issue a token for the caller. The secret is in this answer only."""
     issued = services.create_api_token(
         _user(request), _user(request), name=payload.name, expires_in_days=payload.expires_in_days
     )
     data = TokenOut.from_orm(issued.token).dict()
-    return 201, {**data, "token": issued.raw}
+    return Status(201, {**data, "token": issued.raw})
 
 
 @router.delete("/tokens/{token_id}", response=TokenOut, tags=["accounts"])

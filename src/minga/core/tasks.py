@@ -18,7 +18,8 @@ from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
-from django_tasks import Task, task
+from django_tasks import task
+from django_tasks.base import Task
 
 logger = logging.getLogger(__name__)
 

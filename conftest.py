@@ -1,0 +1,73 @@
+"""Shared fixtures: organisations, users and clients, as the stories in the tests need them."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from minga.core import services
+from minga.core.choices import Role
+from minga.core.models import Organisation, User
+
+PASSWORD = "correct horse battery staple 42"
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+@pytest.fixture
+def make_org(db: Any) -> Callable[..., Organisation]:
+    counter = {"n": 0}
+
+    def make(short_name: str | None = None, *, member: bool = True) -> Organisation:
+        counter["n"] += 1
+        short = short_name or f"org-{counter['n']}"
+        return services.create_organisation(
+            None, name=f"Organisation {short}", short_name=short, is_network_member=member
+        )
+
+    return make
+
+
+@pytest.fixture
+def make_user(db: Any) -> Callable[..., User]:
+    def make(username: str, organisation: Organisation, role: str = Role.ANALYST, **extra: Any) -> User:
+        return services.create_user(
+            None, username=username, email=f"{username}@example.org", password=PASSWORD,
+            organisation=organisation, role=role, **extra,
+        )
+
+    return make
+
+
+@pytest.fixture
+def hub(make_org: Callable[..., Organisation]) -> Organisation:
+    return make_org("hub")
+
+
+@pytest.fixture
+def node_admin(make_user: Callable[..., User], hub: Organisation) -> User:
+    return make_user("admin", hub, Role.NODE_ADMIN)
+
+
+@pytest.fixture
+def login_client() -> Callable[[User], Client]:
+    def make(user: User) -> Client:
+        client = Client()
+        client.force_login(user)
+        return client
+
+    return make
+
+
+@pytest.fixture
+def bearer() -> Callable[[User], dict[str, str]]:
+    """Headers carrying a fresh API token of ``user``."""
+
+    def make(user: User) -> dict[str, str]:
+        issued = services.create_api_token(None, user, name="test")
+        return {"Authorization": f"Bearer {issued.raw}"}
+
+    return make

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class SharedAppConfig(AppConfig):
+    name = "tests.sharedapp"
+    label = "sharedapp"
