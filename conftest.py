@@ -13,7 +13,7 @@ from minga.core import services
 from minga.core.choices import Role
 from minga.core.models import Organisation, User
 
-PASSWORD = "correct horse battery staple 42"
+PASSWORD = "correct horse battery staple 42"  # noqa: S105  (test accounts only)
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
@@ -35,8 +35,13 @@ def make_org(db: Any) -> Callable[..., Organisation]:
 def make_user(db: Any) -> Callable[..., User]:
     def make(username: str, organisation: Organisation, role: str = Role.ANALYST, **extra: Any) -> User:
         return services.create_user(
-            None, username=username, email=f"{username}@example.org", password=PASSWORD,
-            organisation=organisation, role=role, **extra,
+            None,
+            username=username,
+            email=f"{username}@example.org",
+            password=PASSWORD,
+            organisation=organisation,
+            role=role,
+            **extra,
         )
 
     return make

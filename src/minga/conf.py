@@ -21,11 +21,14 @@ class Setting:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("MINGA_VAR_DIR", "./var", "Folder for the SQLite database, the generated secret key and other state."),
+    Setting(
+        "MINGA_VAR_DIR", "./var", "Folder for the SQLite database, the generated secret key and other state."
+    ),
     Setting(
         "MINGA_DATABASE_URL",
         "sqlite:///<MINGA_VAR_DIR>/minga.sqlite3",
-        "Database URL. SQLite (WAL mode) by default; `postgresql://user:password@host:5432/minga` for a large node.",
+        "Database URL. SQLite (WAL mode) by default; "
+        "`postgresql://user:password@host:5432/minga` for a large node.",
     ),
     Setting(
         "MINGA_SECRET_KEY",
@@ -46,7 +49,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "MINGA_EMAIL_URL",
         "console:",
-        "Outgoing e-mail: `smtp://user:password@host:587/?tls=True`, `smtp+ssl://...`, or `console:` to print mails.",
+        "Outgoing e-mail: `smtp://user:password@host:587/?tls=True`, `smtp+ssl://...`, "
+        "or `console:` to print mails.",
     ),
     Setting("MINGA_EMAIL_FROM", "minga@localhost", "Sender address of e-mail sent by the node."),
     Setting(
@@ -57,12 +61,22 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("MINGA_LISTEN", "127.0.0.1:8000", "Address `minga serve` and `minga up` bind to."),
     Setting("MINGA_WEB_WORKERS", "2", "Number of gunicorn worker processes started by `minga serve`."),
     Setting("MINGA_DEBUG", "false", "Django debug mode. Never enable on a node that holds real data."),
-    Setting("MINGA_SECURE_COOKIES", "false", "Send cookies only over HTTPS. Enable when the node is served over TLS."),
-    Setting("MINGA_LOGIN_FAILURE_LIMIT", "5", "Failed logins for one user name from one address before a lock-out."),
+    Setting(
+        "MINGA_SECURE_COOKIES",
+        "false",
+        "Send cookies only over HTTPS. Enable when the node is served over TLS.",
+    ),
+    Setting(
+        "MINGA_LOGIN_FAILURE_LIMIT",
+        "5",
+        "Failed logins for one user name from one address before a lock-out.",
+    ),
     Setting("MINGA_LOGIN_COOLOFF_MINUTES", "15", "How long a lock-out lasts."),
     Setting("MINGA_MAX_REQUEST_BYTES", "10485760", "Largest request body accepted; larger ones get 413."),
     Setting("MINGA_TOKEN_DEFAULT_DAYS", "90", "Lifetime of a new API token when none is given."),
-    Setting("MINGA_TASK_MAX_ATTEMPTS", "5", "Attempts of a failing background task before it is kept as failed."),
+    Setting(
+        "MINGA_TASK_MAX_ATTEMPTS", "5", "Attempts of a failing background task before it is kept as failed."
+    ),
     Setting("MINGA_LOG_LEVEL", "INFO", "Log level of the node's processes."),
 )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 import dj_email_url
@@ -71,8 +72,10 @@ TEMPLATES = [
 ]
 
 
-def _database() -> dict:
-    config = dj_database_url.parse(conf.database_url(), conn_max_age=60, conn_health_checks=True)
+def _database() -> dict[str, Any]:
+    config: dict[str, Any] = dict(
+        dj_database_url.parse(conf.database_url(), conn_max_age=60, conn_health_checks=True)
+    )
     if config["ENGINE"] == "django.db.backends.sqlite3":
         # WAL lets the web and worker processes read while one writes; IMMEDIATE takes the write
         # lock at BEGIN so two writers queue on the busy timeout instead of failing mid-way.

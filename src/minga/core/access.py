@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import Model, Q, QuerySet
 from django.http import Http404
 
@@ -70,11 +71,11 @@ def reader_for(user: User | AnonymousUser | None) -> Reader:
         organisation_ids=organisation_ids,
         is_network_member=any(member for _, member in rows),
     )
-    user._minga_reader = reader  # type: ignore[union-attr]
+    setattr(user, "_minga_reader", reader)  # noqa: B010  (per-request cache on the user)
     return reader
 
 
-def visibility_filter(model: type[SharedObject], user: User | AnonymousUser | None) -> Q:
+def visibility_filter(model: Any, user: User | AnonymousUser | None) -> Q:
     """The ``Q`` that admits exactly the objects of ``model`` that ``user`` may read."""
     reader = reader_for(user)
     admitted = Q(tlp=TLP.CLEAR)
@@ -86,9 +87,9 @@ def visibility_filter(model: type[SharedObject], user: User | AnonymousUser | No
     if reader.organisation_ids:
         org_through = model.recipient_organisations.through
         org_fk = model.recipient_organisations.field.m2m_field_name()
-        named_orgs = org_through.objects.filter(
-            organisation_id__in=reader.organisation_ids
-        ).values(f"{org_fk}_id")
+        named_orgs = org_through.objects.filter(organisation_id__in=reader.organisation_ids).values(
+            f"{org_fk}_id"
+        )
         admitted |= Q(tlp__in=AMBER_LEVELS) & (
             Q(origin_organisation_id__in=reader.organisation_ids) | Q(pk__in=named_orgs)
         )
@@ -115,11 +116,11 @@ def can_read(user: User | AnonymousUser | None, obj: SharedObject) -> bool:
         return reader.is_network_member
     if obj.tlp not in NAMED_USER_LEVELS:
         return False
-    if obj.recipient_users.filter(pk=reader.user_id).exists():
+    if obj.recipient_users.filter(pk=reader.user_id or 0).exists():
         return True
     if obj.tlp == TLP.RED:
         return False
-    if obj.origin_organisation_id in reader.organisation_ids:
+    if obj.origin_organisation_id in reader.organisation_ids:  # type: ignore[attr-defined]
         return True
     return obj.recipient_organisations.filter(pk__in=reader.organisation_ids).exists()
 
@@ -129,7 +130,7 @@ def get_readable_or_404(queryset: QuerySet[M], user: User | AnonymousUser | None
     hidden object from a missing one."""
     try:
         return restrict(queryset, user).get(**lookup)
-    except queryset.model.DoesNotExist as exc:
+    except ObjectDoesNotExist as exc:
         raise Http404 from exc
 
 

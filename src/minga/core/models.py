@@ -80,9 +80,7 @@ class Membership(models.Model):
     """A user's place in an organisation, with one role."""
 
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="memberships")
-    organisation = models.ForeignKey(
-        Organisation, on_delete=models.CASCADE, related_name="memberships"
-    )
+    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(_("role"), max_length=20, choices=Role.choices, default=Role.ANALYST)
     is_active = models.BooleanField(_("active"), default=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -130,9 +128,7 @@ class AuditEntry(models.Model):
 
     seq = models.PositiveBigIntegerField(unique=True)
     timestamp = models.DateTimeField(db_index=True)
-    actor = models.ForeignKey(
-        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
+    actor = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     # Kept as text as well: the entry must stay verifiable after the user is deleted.
     actor_label = models.CharField(max_length=200, blank=True)
     organisation = models.ForeignKey(
@@ -172,13 +168,16 @@ class AuditChainHead(models.Model):
     seq = models.PositiveBigIntegerField(default=0)
     hash = models.CharField(max_length=64)
 
+    def __str__(self) -> str:
+        return f"audit chain head #{self.seq}"
+
 
 class SharedQuerySet(models.QuerySet):
     def visible_to(self, user: User | AnonymousUser | None) -> SharedQuerySet:
         """What ``user`` may read under the access policy (``minga.core.access``)."""
         from minga.core import access
 
-        return access.restrict(self, user)
+        return access.restrict(self, user)  # type: ignore[return-value]
 
 
 class SharedObject(models.Model):

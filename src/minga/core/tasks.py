@@ -27,7 +27,7 @@ ATTEMPT_KWARG = "_attempt"
 
 
 def backoff_delay(attempt: int, base_seconds: float) -> timedelta:
-    """Delay before attempt ``attempt + 1``: base, 2×base, 4×base… capped at six hours."""
+    """Delay before attempt ``attempt + 1``: base, 2 * base, 4 * base... capped at six hours."""
     return timedelta(seconds=min(base_seconds * 2 ** (attempt - 1), 6 * 3600))
 
 
@@ -49,11 +49,15 @@ def background_task(
                     wrapped.using(run_after=timezone.now() + delay).enqueue(
                         *args, **kwargs, **{ATTEMPT_KWARG: attempt + 1}
                     )
-                    logger.warning("%s failed (attempt %d of %d), retrying in %s",
-                                   func.__qualname__, attempt, limit, delay)
+                    logger.warning(
+                        "%s failed (attempt %d of %d), retrying in %s",
+                        func.__qualname__,
+                        attempt,
+                        limit,
+                        delay,
+                    )
                 else:
-                    logger.error("%s failed for the last time (attempt %d)",
-                                 func.__qualname__, attempt)
+                    logger.error("%s failed for the last time (attempt %d)", func.__qualname__, attempt)
                 raise
 
         wrapped = task(queue_name=queue_name)(run)
@@ -70,7 +74,10 @@ def verify_audit_chain() -> dict[str, Any]:
     result = audit.verify()
     audit.record(
         "audit.verify",
-        details={"entries": result.entries, "ok": result.ok,
-                 "problems": [p.message for p in result.problems[:10]]},
+        details={
+            "entries": result.entries,
+            "ok": result.ok,
+            "problems": [p.message for p in result.problems[:10]],
+        },
     )
     return {"entries": result.entries, "ok": result.ok}

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from minga.core.models import ApiToken, User
 
-TOKEN_PREFIX = "mng_"
+TOKEN_PREFIX = "mng_"  # noqa: S105  (a marker, not a secret)
 # Writing last_used_at on every request would turn each API read into a write.
 LAST_USED_RESOLUTION = timedelta(minutes=5)
 

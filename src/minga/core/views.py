@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime, time, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth import login, logout
+from django.contrib.auth import login, logout, update_session_auth_hash
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import AuthenticationForm, PasswordChangeForm
 from django.contrib.auth.signals import user_login_failed
@@ -16,8 +17,9 @@ from django.db import DatabaseError, connection
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
-from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_tasks_db.models import DBTaskResult
@@ -37,7 +39,7 @@ from minga.core.forms import (
 from minga.core.models import ApiToken, AuditEntry, Membership, Organisation, User
 
 PENDING_LOGIN = "minga_pending_login"
-PENDING_TOTP_SECRET = "minga_pending_totp_secret"
+PENDING_TOTP_SECRET = "minga_pending_totp_secret"  # noqa: S105  (a session key)
 MAX_SECOND_FACTOR_TRIES = 5
 SECOND_FACTOR_WINDOW = timedelta(minutes=5)
 
@@ -70,8 +72,6 @@ def _safe_next(request: HttpRequest, fallback: str = "core:home") -> str:
         target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
     ):
         return target
-    from django.urls import reverse
-
     return reverse(fallback)
 
 
@@ -113,16 +113,10 @@ def login_view(request: HttpRequest) -> HttpResponse:
                 "since": timezone.now().isoformat(),
                 "tries": 0,
             }
-            return redirect(f"{_reverse('core:login_verify')}?next={_safe_next(request)}")
+            return redirect(f"{reverse('core:login_verify')}?{urlencode({'next': _safe_next(request)})}")
         login(request, user)
         return redirect(_safe_next(request))
     return render(request, "core/login.html", {"form": form, "next": request.GET.get("next", "")})
-
-
-def _reverse(name: str) -> str:
-    from django.urls import reverse
-
-    return reverse(name)
 
 
 @require_http_methods(["GET", "POST"])
@@ -136,6 +130,7 @@ def login_verify(request: HttpRequest) -> HttpResponse:
         request.session.pop(PENDING_LOGIN, None)
         messages.error(request, _("Your sign-in expired. Please enter your password again."))
         return redirect("core:login")
+    assert pending is not None
     user = get_object_or_404(User, pk=pending["user"], is_active=True)
     form = TotpCodeForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
@@ -193,9 +188,14 @@ def organisation_list(request: HttpRequest) -> HttpResponse:
     query = request.GET.get("q", "").strip()[:100]
     if query:
         organisations = organisations.filter(Q(name__icontains=query) | Q(short_name__icontains=query))
-    context = {"page": _page(request, organisations), "q": query,
-               "can_create": services.is_node_admin(_user(request))}
-    template = "core/_organisation_rows.html" if request.headers.get("HX-Request") else "core/organisation_list.html"
+    context = {
+        "page": _page(request, organisations),
+        "q": query,
+        "can_create": services.is_node_admin(_user(request)),
+    }
+    template = (
+        "core/_organisation_rows.html" if request.headers.get("HX-Request") else "core/organisation_list.html"
+    )
     return render(request, template, context)
 
 
@@ -215,14 +215,18 @@ def organisation_detail(request: HttpRequest, short_name: str) -> HttpResponse:
     memberships = None
     if _can_see_members(user, organisation):
         memberships = organisation.memberships.select_related("user").order_by("-is_active", "user__username")
-    return render(request, "core/organisation_detail.html", {
-        "organisation": organisation,
-        "memberships": memberships,
-        "member_count": organisation.memberships.filter(is_active=True).count(),
-        "can_manage": can_manage,
-        "membership_form": MembershipAddForm() if can_manage else None,
-        "role_form": RoleForm(),
-    })
+    return render(
+        request,
+        "core/organisation_detail.html",
+        {
+            "organisation": organisation,
+            "memberships": memberships,
+            "member_count": organisation.memberships.filter(is_active=True).count(),
+            "can_manage": can_manage,
+            "membership_form": MembershipAddForm() if can_manage else None,
+            "role_form": RoleForm(),
+        },
+    )
 
 
 @login_required
@@ -248,8 +252,10 @@ def organisation_edit(request: HttpRequest, short_name: str) -> HttpResponse:
     organisation = _visible_organisation(request, short_name)
     if not services.can_manage_organisation(user, organisation):
         raise PermissionDenied(_("You may not change this organisation."))
-    form = OrganisationForm(request.POST or None, instance=Organisation(pk=organisation.pk)
-                            if request.method == "POST" else organisation)
+    form = OrganisationForm(
+        request.POST or None,
+        instance=Organisation(pk=organisation.pk) if request.method == "POST" else organisation,
+    )
     if not user.is_node_admin:
         form.fields["is_network_member"].disabled = True
         form.fields["is_network_member"].initial = organisation.is_network_member
@@ -261,8 +267,15 @@ def organisation_edit(request: HttpRequest, short_name: str) -> HttpResponse:
         else:
             messages.success(request, _("Changes saved."))
             return redirect("core:organisation_detail", short_name=organisation.short_name)
-    return render(request, "core/organisation_form.html",
-                  {"form": form, "organisation": organisation, "title": _("Edit %(name)s") % {"name": organisation.name}})
+    return render(
+        request,
+        "core/organisation_form.html",
+        {
+            "form": form,
+            "organisation": organisation,
+            "title": _("Edit %(name)s") % {"name": organisation.name},
+        },
+    )
 
 
 @login_required
@@ -272,15 +285,16 @@ def membership_add(request: HttpRequest, short_name: str) -> HttpResponse:
     form = MembershipAddForm(request.POST)
     if form.is_valid():
         try:
-            services.add_membership(_user(request), organisation, form.cleaned_data["username"],
-                                    form.cleaned_data["role"])
+            services.add_membership(
+                _user(request), organisation, form.cleaned_data["username"], form.cleaned_data["role"]
+            )
         except ValidationError as exc:
             messages.error(request, " ".join(exc.messages))
         else:
             messages.success(request, _("Member added."))
     else:
         for errors in form.errors.values():
-            messages.error(request, " ".join(errors))
+            messages.error(request, " ".join(str(e) for e in errors))
     return redirect("core:organisation_detail", short_name=organisation.short_name)
 
 
@@ -292,9 +306,16 @@ def _membership_for(request: HttpRequest, pk: int) -> Membership:
 
 
 def _membership_row(request: HttpRequest, membership: Membership, error: str = "") -> HttpResponse:
-    return render(request, "core/_membership_row.html", {
-        "m": membership, "can_manage": True, "role_form": RoleForm(), "row_error": error,
-    })
+    return render(
+        request,
+        "core/_membership_row.html",
+        {
+            "m": membership,
+            "can_manage": True,
+            "role_form": RoleForm(),
+            "row_error": error,
+        },
+    )
 
 
 @login_required
@@ -305,7 +326,9 @@ def membership_role(request: HttpRequest, pk: int) -> HttpResponse:
     error = ""
     if form.is_valid():
         try:
-            membership = services.change_membership_role(_user(request), membership, form.cleaned_data["role"])
+            membership = services.change_membership_role(
+                _user(request), membership, form.cleaned_data["role"]
+            )
         except ValidationError as exc:
             error = " ".join(exc.messages)
             membership.refresh_from_db()
@@ -343,8 +366,9 @@ def users_visible_to(user: User) -> QuerySet[User]:
     if user.is_node_admin:
         return User.objects.all()
     organisation_ids = user.memberships.filter(is_active=True).values("organisation_id")
-    return User.objects.filter(memberships__organisation_id__in=organisation_ids,
-                               memberships__is_active=True).distinct()
+    return User.objects.filter(
+        memberships__organisation_id__in=organisation_ids, memberships__is_active=True
+    ).distinct()
 
 
 def _managed_organisations(user: User) -> QuerySet[Organisation]:
@@ -361,22 +385,35 @@ def user_list(request: HttpRequest) -> HttpResponse:
     users = users_visible_to(user).prefetch_related("memberships__organisation")
     query = request.GET.get("q", "").strip()[:100]
     if query:
-        users = users.filter(Q(username__icontains=query) | Q(email__icontains=query)
-                             | Q(first_name__icontains=query) | Q(last_name__icontains=query))
-    return render(request, "core/user_list.html", {
-        "page": _page(request, users), "q": query,
-        "can_create": _managed_organisations(user).exists(),
-    })
+        users = users.filter(
+            Q(username__icontains=query)
+            | Q(email__icontains=query)
+            | Q(first_name__icontains=query)
+            | Q(last_name__icontains=query)
+        )
+    return render(
+        request,
+        "core/user_list.html",
+        {
+            "page": _page(request, users),
+            "q": query,
+            "can_create": _managed_organisations(user).exists(),
+        },
+    )
 
 
 @login_required
 def user_detail(request: HttpRequest, pk: int) -> HttpResponse:
     subject = get_object_or_404(users_visible_to(_user(request)), pk=pk)
-    return render(request, "core/user_detail.html", {
-        "subject": subject,
-        "memberships": subject.memberships.select_related("organisation"),
-        "tokens": ApiToken.objects.filter(user=subject) if _user(request).is_node_admin else None,
-    })
+    return render(
+        request,
+        "core/user_detail.html",
+        {
+            "subject": subject,
+            "memberships": subject.memberships.select_related("organisation"),
+            "tokens": ApiToken.objects.filter(user=subject) if _user(request).is_node_admin else None,
+        },
+    )
 
 
 @login_required
@@ -428,8 +465,6 @@ def account(request: HttpRequest) -> HttpResponse:
         services.update_profile(user, **profile_form.cleaned_data)
         response = redirect("core:account")
         # The explicit choice replaces any earlier pick of the language switcher.
-        from django.conf import settings
-
         response.delete_cookie(settings.LANGUAGE_COOKIE_NAME)
         messages.success(request, _("Preferences saved."))
         return response
@@ -439,12 +474,12 @@ def account(request: HttpRequest) -> HttpResponse:
         except ValidationError as exc:
             _form_errors(password_form, exc)
         else:
-            from django.contrib.auth import update_session_auth_hash
-
             update_session_auth_hash(request, user)
             messages.success(request, _("Password changed."))
             return redirect("core:account")
-    return render(request, "core/account.html", {"profile_form": profile_form, "password_form": password_form})
+    return render(
+        request, "core/account.html", {"profile_form": profile_form, "password_form": password_form}
+    )
 
 
 @login_required
@@ -470,12 +505,21 @@ def account_security(request: HttpRequest) -> HttpResponse:
             _form_errors(form, exc)
         else:
             del request.session[PENDING_TOTP_SECRET]
-            messages.success(request, _("Second factor turned on. You will be asked for a code at each sign-in."))
+            messages.success(
+                request, _("Second factor turned on. You will be asked for a code at each sign-in.")
+            )
             return redirect("core:account_security")
     uri = totp.provisioning_uri(secret, user.get_username())
-    return render(request, "core/account_security.html", {
-        "form": form, "enabled": False, "secret": secret, "qr_svg": totp.qr_svg(uri),
-    })
+    return render(
+        request,
+        "core/account_security.html",
+        {
+            "form": form,
+            "enabled": False,
+            "secret": secret,
+            "qr_svg": totp.qr_svg(uri),
+        },
+    )
 
 
 @login_required
@@ -486,15 +530,26 @@ def token_list(request: HttpRequest) -> HttpResponse:
     issued = None
     if request.method == "POST" and form.is_valid():
         try:
-            issued = services.create_api_token(user, user, name=form.cleaned_data["name"],
-                                               expires_in_days=form.cleaned_data["expires_in_days"])
+            issued = services.create_api_token(
+                user,
+                user,
+                name=form.cleaned_data["name"],
+                expires_in_days=form.cleaned_data["expires_in_days"],
+            )
         except ValidationError as exc:
             _form_errors(form, exc)
         else:
             form = TokenCreateForm()
-    response = render(request, "core/token_list.html", {
-        "form": form, "issued": issued, "tokens": ApiToken.objects.filter(user=user), "now": timezone.now(),
-    })
+    response = render(
+        request,
+        "core/token_list.html",
+        {
+            "form": form,
+            "issued": issued,
+            "tokens": ApiToken.objects.filter(user=user),
+            "now": timezone.now(),
+        },
+    )
     if issued is not None:
         response["Cache-Control"] = "no-store"  # the secret must not linger in a cache
     return response
@@ -530,15 +585,29 @@ def audit_log(request: HttpRequest) -> HttpResponse:
         if data["object_type"]:
             entries = entries.filter(object_type__icontains=data["object_type"])
         if data["since"]:
-            entries = entries.filter(timestamp__gte=datetime.combine(data["since"], time.min, tzinfo=timezone.get_current_timezone()))
+            entries = entries.filter(
+                timestamp__gte=datetime.combine(
+                    data["since"], time.min, tzinfo=timezone.get_current_timezone()
+                )
+            )
         if data["until"]:
-            entries = entries.filter(timestamp__lt=datetime.combine(data["until"] + timedelta(days=1), time.min, tzinfo=timezone.get_current_timezone()))
+            entries = entries.filter(
+                timestamp__lt=datetime.combine(
+                    data["until"] + timedelta(days=1), time.min, tzinfo=timezone.get_current_timezone()
+                )
+            )
     query = request.GET.copy()
     query.pop("page", None)
-    return render(request, "core/audit_log.html", {
-        "form": form, "page": _page(request, entries, 100), "verification": verification,
-        "query": query.urlencode(),
-    })
+    return render(
+        request,
+        "core/audit_log.html",
+        {
+            "form": form,
+            "page": _page(request, entries, 100),
+            "verification": verification,
+            "query": query.urlencode(),
+        },
+    )
 
 
 @login_required
@@ -548,10 +617,15 @@ def task_list(request: HttpRequest) -> HttpResponse:
     results = DBTaskResult.objects.order_by("-enqueued_at")
     if status:
         results = results.filter(status=status)
-    return render(request, "core/task_list.html", {
-        "page": _page(request, results), "status": status,
-        "statuses": ["READY", "RUNNING", "SUCCESSFUL", "FAILED"],
-    })
+    return render(
+        request,
+        "core/task_list.html",
+        {
+            "page": _page(request, results),
+            "status": status,
+            "statuses": ["READY", "RUNNING", "SUCCESSFUL", "FAILED"],
+        },
+    )
 
 
 # --- error pages -----------------------------------------------------------------------------
@@ -577,7 +651,12 @@ def page_not_found(request: HttpRequest, exception: Exception | None = None) -> 
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
-    return render(request, "core/error.html", {
-        "title": _("Something went wrong"),
-        "message": _("The error was logged. Please try again, and tell your node admin if it persists."),
-    }, status=500)
+    return render(
+        request,
+        "core/error.html",
+        {
+            "title": _("Something went wrong"),
+            "message": _("The error was logged. Please try again, and tell your node admin if it persists."),
+        },
+        status=500,
+    )

@@ -15,11 +15,14 @@ class Command(BaseCommand):
     def handle(self, *args: Any, action: str, **options: Any) -> None:
         result = audit.verify()
         if result.ok:
-            self.stdout.write(self.style.SUCCESS(
-                f"The audit chain is intact: {result.entries} entries verified."))
+            self.stdout.write(
+                self.style.SUCCESS(f"The audit chain is intact: {result.entries} entries verified.")
+            )
             return
         for problem in result.problems:
             where = f"entry #{problem.seq}: " if problem.seq is not None else ""
             self.stderr.write(f"{where}{problem.message}")
-        raise CommandError(f"The audit chain is broken ({len(result.problems)} problem(s) found "
-                           f"in {result.entries} entries).")
+        raise CommandError(
+            f"The audit chain is broken ({len(result.problems)} problem(s) found "
+            f"in {result.entries} entries)."
+        )

@@ -13,8 +13,10 @@ from minga.core.models import Organisation, User
 
 
 class Command(BaseCommand):
-    help = ("Create a node admin. The password comes from MINGA_ADMIN_PASSWORD, else a prompt. "
-            "The organisation is created if it does not exist.")
+    help = (
+        "Create a node admin. The password comes from MINGA_ADMIN_PASSWORD, else a prompt. "
+        "The organisation is created if it does not exist."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--username", required=True)
@@ -39,22 +41,31 @@ class Command(BaseCommand):
 
         return sys.stdin is not None and sys.stdin.isatty()
 
-    def handle(self, *args: Any, username: str, email: str, organisation: str,
-               short_name: str | None, **options: Any) -> None:
+    def handle(
+        self, *args: Any, username: str, email: str, organisation: str, short_name: str | None, **options: Any
+    ) -> None:
         if User.objects.filter(username__iexact=username).exists():
             raise CommandError(f"A user called {username!r} already exists.")
         password = self._password()
         try:
             with transaction.atomic():
-                org = (Organisation.objects.filter(name__iexact=organisation).first()
-                       or Organisation.objects.filter(short_name__iexact=organisation).first())
+                org = (
+                    Organisation.objects.filter(name__iexact=organisation).first()
+                    or Organisation.objects.filter(short_name__iexact=organisation).first()
+                )
                 if org is None:
                     org = services.create_organisation(
                         None, name=organisation, short_name=short_name or slugify(organisation)[:40]
                     )
                     self.stdout.write(f"Created organisation {org.name} ({org.short_name}).")
-                user = services.create_user(None, username=username, email=email, password=password,
-                                            organisation=org, role=Role.NODE_ADMIN)
+                user = services.create_user(
+                    None,
+                    username=username,
+                    email=email,
+                    password=password,
+                    organisation=org,
+                    role=Role.NODE_ADMIN,
+                )
         except ValidationError as exc:
             raise CommandError(" ".join(exc.messages)) from exc
         self.stdout.write(self.style.SUCCESS(f"Node admin {user.username} created in {org.name}."))

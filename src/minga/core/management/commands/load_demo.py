@@ -12,5 +12,4 @@ class Command(BaseCommand):
         credentials = demo.load()
         self.stdout.write(self.style.SUCCESS("Demo network loaded (fictional organisations and users)."))
         self.stdout.write(f"Demo admin login: {credentials.username} / {credentials.password}")
-        self.stdout.write("Other demo accounts (same password): "
-                          + ", ".join(u[0] for u in demo.USERS[1:]))
+        self.stdout.write("Other demo accounts (same password): " + ", ".join(u[0] for u in demo.USERS[1:]))

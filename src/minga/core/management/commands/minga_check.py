@@ -34,8 +34,10 @@ class Command(BaseCommand):
             ok("secret key", "from MINGA_SECRET_KEY")
         else:
             ok("secret key", f"generated, kept in {var_dir / 'secret_key'}")
-            warnings.append("Several machines must share one MINGA_SECRET_KEY; set it explicitly "
-                            "when web or worker processes run on more than one machine.")
+            warnings.append(
+                "Several machines must share one MINGA_SECRET_KEY; set it explicitly "
+                "when web or worker processes run on more than one machine."
+            )
         if settings.DEBUG:
             warnings.append("MINGA_DEBUG is on: never run a node holding real data in debug mode.")
 
@@ -45,7 +47,11 @@ class Command(BaseCommand):
 
         db = settings.DATABASES["default"]
         engine = db["ENGINE"].rsplit(".", 1)[-1]
-        where = db["NAME"] if engine == "sqlite3" else f"{db.get('HOST') or 'localhost'}:{db.get('PORT') or 5432}/{db['NAME']}"
+        where = (
+            db["NAME"]
+            if engine == "sqlite3"
+            else f"{db.get('HOST') or 'localhost'}:{db.get('PORT') or 5432}/{db['NAME']}"
+        )
         try:
             connection.ensure_connection()
             with connection.cursor() as cursor:
@@ -54,13 +60,17 @@ class Command(BaseCommand):
             executor = MigrationExecutor(connection)
             pending = executor.migration_plan(executor.loader.graph.leaf_nodes())
             if pending:
-                warnings.append(f"{len(pending)} database migration(s) are pending: run `minga manage migrate` "
-                                "(or `minga up`, which migrates).")
+                warnings.append(
+                    f"{len(pending)} database migration(s) are pending: run `minga manage migrate` "
+                    "(or `minga up`, which migrates)."
+                )
             else:
                 ok("schema", "up to date")
         except DatabaseError as exc:
-            problems.append(f"The database {engine} at {where} cannot be reached: {str(exc).strip()}. "
-                            "Check MINGA_DATABASE_URL.")
+            problems.append(
+                f"The database {engine} at {where} cannot be reached: {str(exc).strip()}. "
+                "Check MINGA_DATABASE_URL."
+            )
 
         if settings.EMAIL_BACKEND.endswith("console.EmailBackend"):
             ok("e-mail", "printed to the console (set MINGA_EMAIL_URL to send real mail)")

@@ -9,13 +9,15 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--queues", default="*", help="comma-separated queues, or * for all")
-        parser.add_argument("--interval", type=float, default=1.0,
-                            help="seconds to wait when the queue is empty")
+        parser.add_argument(
+            "--interval", type=float, default=1.0, help="seconds to wait when the queue is empty"
+        )
         parser.add_argument("--batch", action="store_true", help="run what is due, then exit")
         parser.add_argument("--max-tasks", type=int, default=None, help="exit after this many tasks")
 
-    def handle(self, *args: Any, queues: str, interval: float, batch: bool, max_tasks: int | None,
-               **options: Any) -> None:
+    def handle(
+        self, *args: Any, queues: str, interval: float, batch: bool, max_tasks: int | None, **options: Any
+    ) -> None:
         worker_args = ["--queue-name", queues, "--interval", str(interval), "--no-reload"]
         if batch:
             worker_args.append("--batch")
