@@ -26,6 +26,7 @@ from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import Model, Q, QuerySet
 from django.http import Http404
 
+from minga.core import audit
 from minga.core.choices import TLP
 from minga.core.models import Membership, Organisation
 
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 
 AMBER_LEVELS = (TLP.AMBER, TLP.AMBER_STRICT)
 NAMED_USER_LEVELS = (TLP.AMBER, TLP.AMBER_STRICT, TLP.RED)
+AUDITED_READ_LEVELS = NAMED_USER_LEVELS
 
 M = TypeVar("M", bound=Model)
 
@@ -127,11 +129,15 @@ def can_read(user: User | AnonymousUser | None, obj: SharedObject) -> bool:
 
 def get_readable_or_404(queryset: QuerySet[M], user: User | AnonymousUser | None, **lookup: Any) -> M:
     """One object that ``user`` may read, else 404: a reader outside the policy cannot tell a
-    hidden object from a missing one."""
+    hidden object from a missing one. Reading a TLP:AMBER, AMBER+STRICT or RED object is
+    audited (``object.read``)."""
     try:
-        return restrict(queryset, user).get(**lookup)
+        obj = restrict(queryset, user).get(**lookup)
     except ObjectDoesNotExist as exc:
         raise Http404 from exc
+    if getattr(obj, "tlp", None) in AUDITED_READ_LEVELS:
+        audit.record("object.read", actor=user, obj=obj, details={"tlp": obj.tlp})  # type: ignore[attr-defined]
+    return obj
 
 
 def organisations_visible_to(user: User | AnonymousUser | None) -> QuerySet[Organisation]:

@@ -41,8 +41,9 @@ network = st.fixed_dictionaries(
         "users": st.lists(
             st.tuples(
                 st.booleans(),  # is_active
-                st.lists(st.tuples(st.integers(0, 3), st.sampled_from(Role.values), st.booleans()),
-                         max_size=3),  # (org index, role, membership active)
+                st.lists(
+                    st.tuples(st.integers(0, 3), st.sampled_from(Role.values), st.booleans()), max_size=3
+                ),  # (org index, role, membership active)
             ),
             min_size=1,
             max_size=5,
@@ -74,7 +75,8 @@ class AccessPolicyProperties(TestCase):
             user = User.objects.create(username=f"u{i}", is_active=is_active)
             for org_index, role, active in memberships:
                 Membership.objects.get_or_create(
-                    user=user, organisation=orgs[org_index % len(orgs)],
+                    user=user,
+                    organisation=orgs[org_index % len(orgs)],
                     defaults={"role": role, "is_active": active},
                 )
             users.append(user)
@@ -103,8 +105,10 @@ class AccessPolicyProperties(TestCase):
 def two_teams(make_org, make_user):
     ours, theirs = make_org("ours"), make_org("theirs")
     return {
-        "ours": ours, "theirs": theirs,
-        "alice": make_user("alice", ours), "bob": make_user("bob", theirs),
+        "ours": ours,
+        "theirs": theirs,
+        "alice": make_user("alice", ours),
+        "bob": make_user("bob", theirs),
     }
 
 
@@ -128,6 +132,19 @@ def test_amber_reaches_named_organisations_only(two_teams, make_org, make_user):
         access.get_readable_or_404(SharedDocument.objects.all(), outsider, pk=doc.pk)
 
 
+def test_reads_of_amber_and_above_are_audited(two_teams):
+    from minga.core.models import AuditEntry
+
+    amber = SharedDocument.objects.create(title="amber", tlp=TLP.AMBER, origin_organisation=two_teams["ours"])
+    green = SharedDocument.objects.create(title="green", tlp=TLP.GREEN, origin_organisation=two_teams["ours"])
+    for doc in (amber, green):
+        access.get_readable_or_404(SharedDocument.objects.all(), two_teams["alice"], pk=doc.pk)
+    reads = AuditEntry.objects.filter(action="object.read")
+    assert [(e.object_id, e.actor_label, e.details["tlp"]) for e in reads] == [
+        (str(amber.pk), "alice", "amber")
+    ]
+
+
 def test_red_ignores_organisations_and_admins(two_teams, node_admin):
     doc = SharedDocument.objects.create(title="red", tlp=TLP.RED, origin_organisation=two_teams["ours"])
     doc.recipient_organisations.add(two_teams["ours"])
@@ -144,8 +161,10 @@ def test_green_needs_a_network_member_organisation(make_org, make_user):
     assert access.can_read(insider, doc)
     assert not access.can_read(guest, doc)
     assert not access.can_read(AnonymousUser(), doc)
-    assert access.can_read(AnonymousUser(), SharedDocument.objects.create(
-        title="clear", tlp=TLP.CLEAR, origin_organisation=member))
+    assert access.can_read(
+        AnonymousUser(),
+        SharedDocument.objects.create(title="clear", tlp=TLP.CLEAR, origin_organisation=member),
+    )
 
 
 def test_ended_membership_and_disabled_account_lose_access(two_teams):
