@@ -8,10 +8,10 @@ import tempfile
 os.environ.setdefault("MINGA_VAR_DIR", tempfile.mkdtemp(prefix="minga-test-"))
 os.environ.setdefault("MINGA_SECRET_KEY", "insecure-test-key-used-only-by-the-test-suite")
 
-from minga.settings import *  # noqa: E402,F403
-from minga.settings import DATABASES, INSTALLED_APPS, VAR_DIR  # noqa: E402
+import dj_database_url
 
-import dj_database_url  # noqa: E402
+from minga.settings import *  # noqa: F403
+from minga.settings import DATABASES, INSTALLED_APPS, VAR_DIR
 
 _url = os.environ.get("MINGA_TEST_DATABASE_URL", "").strip()
 if _url:
@@ -25,6 +25,7 @@ else:
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
 
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.sharedapp"]
+ROOT_URLCONF = "tests.urls"
 
 # Argon2 still, but cheap: the suite creates hundreds of accounts.
 PASSWORD_HASHERS = ["tests.hashers.FastArgon2PasswordHasher"]

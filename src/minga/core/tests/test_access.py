@@ -175,3 +175,22 @@ def test_ended_membership_and_disabled_account_lose_access(two_teams):
     Membership.objects.filter(user=alice).update(is_active=True)
     User.objects.filter(pk=alice.pk).update(is_active=False)
     assert not SharedDocument.objects.visible_to(User.objects.get(pk=alice.pk)).exists()
+
+
+def test_outsiders_see_nothing_through_any_interface(two_teams, make_org, make_user):
+    """The standard test a shared model gets: here over real list and detail URLs."""
+    from minga.core.testing import assert_invisible_to
+
+    outsider = make_user("carol", make_org("elsewhere"))
+    urls = ["/test-shared/"]
+    for tlp in (TLP.AMBER, TLP.AMBER_STRICT, TLP.RED):
+        doc = SharedDocument.objects.create(title=tlp, tlp=tlp, origin_organisation=two_teams["ours"])
+        doc.recipient_organisations.add(two_teams["theirs"])
+        doc.recipient_users.add(two_teams["bob"])
+        assert_invisible_to(outsider, doc, urls=[*urls, f"/test-shared/{doc.uuid}/"])
+    # The helper itself fails when an interface leaks.
+    leaked = SharedDocument.objects.create(
+        title="green", tlp=TLP.GREEN, origin_organisation=two_teams["ours"]
+    )
+    with pytest.raises(AssertionError):
+        assert_invisible_to(outsider, leaked, urls=[f"/test-shared/{leaked.uuid}/"])
