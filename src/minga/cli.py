@@ -16,10 +16,12 @@ COMMANDS = {
     "demo": ("load_demo", "load the demo network (fictional organisations and users)"),
 }
 
-USAGE = "usage: minga COMMAND [options]\n\ncommands:\n" + "\n".join(
-    f"  {name:<12} {text}" for name, (_, text) in COMMANDS.items()
-) + "\n  manage       any Django management command, e.g. `minga manage migrate`\n\n" \
+USAGE = (
+    "usage: minga COMMAND [options]\n\ncommands:\n"
+    + "\n".join(f"  {name:<12} {text}" for name, (_, text) in COMMANDS.items())
+    + "\n  manage       any Django management command, e.g. `minga manage migrate`\n\n"
     "`minga COMMAND --help` describes a command's options."
+)
 
 
 def main(argv: list[str] | None = None) -> int:

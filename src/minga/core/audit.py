@@ -13,7 +13,7 @@ import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
 from django.core.serializers.json import DjangoJSONEncoder
@@ -116,8 +116,10 @@ def _walk(entries: Iterator[AuditEntry]) -> Iterator[Problem]:
     expected_seq, prev_hash = 1, GENESIS_HASH
     for entry in entries:
         if entry.seq != expected_seq:
-            yield Problem(entry.seq, f"expected entry #{expected_seq}, found #{entry.seq}: "
-                                    "entries were removed or inserted")
+            yield Problem(
+                entry.seq,
+                f"expected entry #{expected_seq}, found #{entry.seq}: entries were removed or inserted",
+            )
         if entry.prev_hash != prev_hash:
             yield Problem(entry.seq, "does not follow the entry before it (chain broken)")
         if compute_hash(entry) != entry.hash:
@@ -154,5 +156,3 @@ def verify() -> VerifyResult:
             )
         )
     return VerifyResult(entries=count, problems=tuple(problems))
-
-

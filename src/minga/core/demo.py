@@ -73,7 +73,13 @@ def load() -> DemoCredentials:
     for username, short_name, role, first, last in USERS:
         if not User.objects.filter(username=username).exists():
             services.create_user(
-                None, username=username, email=f"{username}@example.org", password=password,
-                organisation=organisations[short_name], role=role, first_name=first, last_name=last,
+                None,
+                username=username,
+                email=f"{username}@example.org",
+                password=password,
+                organisation=organisations[short_name],
+                role=role,
+                first_name=first,
+                last_name=last,
             )
     return DemoCredentials(username="demo-admin", password=password)

@@ -56,7 +56,8 @@ class RoleForm(forms.Form):
 
 class TokenCreateForm(forms.Form):
     name = forms.CharField(
-        label=_("Name"), max_length=100,
+        label=_("Name"),
+        max_length=100,
         help_text=_("What the token is for, e.g. 'SIEM pull' or 'OpenCTI connector'."),
     )
     expires_in_days = forms.IntegerField(
@@ -66,7 +67,8 @@ class TokenCreateForm(forms.Form):
 
 class ProfileForm(forms.Form):
     preferred_language = forms.ChoiceField(
-        label=_("Language"), required=False,
+        label=_("Language"),
+        required=False,
         choices=[("", _("As my browser asks"))] + [(c, n) for c, n in settings.LANGUAGES],
     )
     time_zone = forms.ChoiceField(
@@ -76,7 +78,8 @@ class ProfileForm(forms.Form):
 
 class TotpCodeForm(forms.Form):
     code = forms.CharField(
-        label=_("Six-digit code"), max_length=10,
+        label=_("Six-digit code"),
+        max_length=10,
         widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
     )
 

@@ -201,7 +201,10 @@ def add_membership(actor: User | None, organisation: Organisation, user: User, r
         membership.role, membership.is_active = role, True
         membership.save(update_fields=["role", "is_active"])
     audit.record(
-        "membership.add", actor=actor, obj=membership, organisation=organisation,
+        "membership.add",
+        actor=actor,
+        obj=membership,
+        organisation=organisation,
         details={"user": user.username, "role": role},
     )
     return membership
@@ -219,7 +222,9 @@ def change_membership_role(actor: User | None, membership: Membership, role: str
         membership.role = role
         membership.save(update_fields=["role"])
         audit.record(
-            "membership.change_role", actor=actor, obj=membership,
+            "membership.change_role",
+            actor=actor,
+            obj=membership,
             organisation=membership.organisation,
             details={"user": membership.user.username, "role": [previous, role]},
         )
@@ -237,7 +242,9 @@ def remove_membership(actor: User | None, membership: Membership) -> None:
         membership.is_active = False
         membership.save(update_fields=["is_active"])
         audit.record(
-            "membership.remove", actor=actor, obj=membership,
+            "membership.remove",
+            actor=actor,
+            obj=membership,
             organisation=membership.organisation,
             details={"user": membership.user.username, "role": membership.role},
         )
@@ -286,7 +293,9 @@ def create_api_token(
         expires_at=timezone.now() + timedelta(days=days),
     )
     audit.record(
-        "token.create", actor=actor, obj=token,
+        "token.create",
+        actor=actor,
+        obj=token,
         details={"user": user.username, "prefix": token.prefix, "expires_at": token.expires_at},
     )
     return IssuedToken(token=token, raw=raw)
@@ -300,7 +309,9 @@ def revoke_api_token(actor: User | None, token: ApiToken) -> ApiToken:
         token.revoked_at = timezone.now()
         token.save(update_fields=["revoked_at"])
         audit.record(
-            "token.revoke", actor=actor, obj=token,
+            "token.revoke",
+            actor=actor,
+            obj=token,
             details={"user": token.user.username, "prefix": token.prefix},
         )
     return token

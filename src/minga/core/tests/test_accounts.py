@@ -7,11 +7,11 @@ import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.test import Client
 
+from conftest import PASSWORD
 from minga import settings as production_settings
 from minga.core import services
 from minga.core.choices import Role
 from minga.core.models import AuditEntry, User
-from conftest import PASSWORD
 
 
 def test_production_hashes_passwords_with_argon2(make_org, make_user):
@@ -81,7 +81,8 @@ def test_roles_bound_what_organisation_admins_may_do(make_org, make_user, node_a
     assert not newcomer.memberships.get(organisation=org).is_active
     actions = list(
         AuditEntry.objects.filter(object_type="core.membership", actor=org_admin)
-        .order_by("seq").values_list("action", flat=True)
+        .order_by("seq")
+        .values_list("action", flat=True)
     )
     assert actions == ["membership.add", "membership.change_role", "membership.remove"]
 
@@ -94,5 +95,6 @@ def test_the_last_node_admin_cannot_be_removed(node_admin):
 
 def test_weak_passwords_are_refused(make_org):
     with pytest.raises(ValidationError):
-        services.create_user(None, username="weak", email="w@example.org", password="12345",
-                             organisation=make_org())
+        services.create_user(
+            None, username="weak", email="w@example.org", password="12345", organisation=make_org()
+        )

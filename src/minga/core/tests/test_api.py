@@ -93,43 +93,66 @@ def test_user_without_membership_sees_no_organisation(team, bearer):
 
 def test_only_node_admins_create_organisations(team, bearer):
     body = {"name": "CSIRT New", "short_name": "csirt-new"}
-    refused = Client().post("/api/v1/organisations", body, content_type="application/json",
-                            headers=bearer(team["analyst"]))
+    refused = Client().post(
+        "/api/v1/organisations", body, content_type="application/json", headers=bearer(team["analyst"])
+    )
     assert refused.status_code == 403
-    created = Client().post("/api/v1/organisations", body, content_type="application/json",
-                            headers=bearer(team["admin"]))
+    created = Client().post(
+        "/api/v1/organisations", body, content_type="application/json", headers=bearer(team["admin"])
+    )
     assert created.status_code == 201
     assert created.json()["short_name"] == "csirt-new"
-    duplicate = Client().post("/api/v1/organisations", body, content_type="application/json",
-                              headers=bearer(team["admin"]))
+    duplicate = Client().post(
+        "/api/v1/organisations", body, content_type="application/json", headers=bearer(team["admin"])
+    )
     assert duplicate.status_code == 400
     assert "already exists" in duplicate.json()["detail"]
 
 
 def test_organisation_admin_renames_but_cannot_change_membership_of_network(team, bearer):
     headers = bearer(team["org_admin"])
-    renamed = Client().patch("/api/v1/organisations/csirt-a", {"name": "CSIRT A (renamed)"},
-                             content_type="application/json", headers=headers)
+    renamed = Client().patch(
+        "/api/v1/organisations/csirt-a",
+        {"name": "CSIRT A (renamed)"},
+        content_type="application/json",
+        headers=headers,
+    )
     assert renamed.status_code == 200 and renamed.json()["name"] == "CSIRT A (renamed)"
-    refused = Client().patch("/api/v1/organisations/csirt-a", {"is_network_member": False},
-                             content_type="application/json", headers=headers)
+    refused = Client().patch(
+        "/api/v1/organisations/csirt-a",
+        {"is_network_member": False},
+        content_type="application/json",
+        headers=headers,
+    )
     assert refused.status_code == 403
-    analyst = Client().patch("/api/v1/organisations/csirt-a", {"name": "Hijacked"},
-                             content_type="application/json", headers=bearer(team["analyst"]))
+    analyst = Client().patch(
+        "/api/v1/organisations/csirt-a",
+        {"name": "Hijacked"},
+        content_type="application/json",
+        headers=bearer(team["analyst"]),
+    )
     assert analyst.status_code == 403
 
 
 def test_unknown_fields_are_rejected(team, bearer):
-    response = Client().post("/api/v1/organisations", {"name": "X Org", "short_name": "x-org", "colour": "red"},
-                             content_type="application/json", headers=bearer(team["admin"]))
+    response = Client().post(
+        "/api/v1/organisations",
+        {"name": "X Org", "short_name": "x-org", "colour": "red"},
+        content_type="application/json",
+        headers=bearer(team["admin"]),
+    )
     assert response.status_code == 422
     assert "colour" in response.json()["detail"]
 
 
 def test_token_lifecycle_through_the_api(team, bearer):
     headers = bearer(team["analyst"])
-    created = Client().post("/api/v1/tokens", {"name": "opencti", "expires_in_days": 7},
-                            content_type="application/json", headers=headers)
+    created = Client().post(
+        "/api/v1/tokens",
+        {"name": "opencti", "expires_in_days": 7},
+        content_type="application/json",
+        headers=headers,
+    )
     assert created.status_code == 201
     secret = created.json()["token"]
     listed = Client().get("/api/v1/tokens", headers=headers).json()["items"]

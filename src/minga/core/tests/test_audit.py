@@ -26,8 +26,9 @@ def chain(make_org, make_user):
 def test_services_write_entries_with_actor_and_details(node_admin):
     org = services.create_organisation(node_admin, name="CSIRT Test", short_name="csirt-test")
     services.update_organisation(node_admin, org, name="CSIRT Test Renamed")
-    entries = list(AuditEntry.objects.filter(object_type="core.organisation", object_id=str(org.pk))
-                   .order_by("seq"))
+    entries = list(
+        AuditEntry.objects.filter(object_type="core.organisation", object_id=str(org.pk)).order_by("seq")
+    )
     assert [e.action for e in entries] == ["organisation.create", "organisation.update"]
     assert entries[1].actor == node_admin and entries[1].actor_label == "admin"
     assert entries[1].details == {"changed": {"name": ["CSIRT Test", "CSIRT Test Renamed"]}}

@@ -23,10 +23,18 @@ from minga.core.models import ApiToken, AuditEntry, Organisation, User
 REPO = Path(__file__).resolve().parents[4]
 
 
-def run_minga(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+def run_minga(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("MINGA_", "DJANGO_"))}
-    return subprocess.run([sys.executable, "-m", "minga", *args], env={**base, **(env or {})},
-                          capture_output=True, text=True, timeout=timeout, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, "-m", "minga", *args],
+        env={**base, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+    )
 
 
 def test_help_lists_the_commands():
@@ -40,10 +48,13 @@ def test_check_reports_in_plain_words(tmp_path):
     fresh = run_minga("check", env={"MINGA_VAR_DIR": str(tmp_path)})
     assert fresh.returncode == 0, fresh.stderr
     assert "database: sqlite3" in fresh.stdout and "migration(s) are pending" in fresh.stdout
-    unreachable = run_minga("check", env={
-        "MINGA_VAR_DIR": str(tmp_path),
-        "MINGA_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none",
-    })
+    unreachable = run_minga(
+        "check",
+        env={
+            "MINGA_VAR_DIR": str(tmp_path),
+            "MINGA_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none",
+        },
+    )
     assert unreachable.returncode != 0
     assert "cannot be reached" in unreachable.stdout and "MINGA_DATABASE_URL" in unreachable.stdout
     bad_value = run_minga("check", env={"MINGA_VAR_DIR": str(tmp_path), "MINGA_LOGIN_FAILURE_LIMIT": "many"})
@@ -53,8 +64,13 @@ def test_check_reports_in_plain_words(tmp_path):
 
 def test_createadmin_creates_the_organisation_and_a_node_admin(db, monkeypatch):
     monkeypatch.setenv("MINGA_ADMIN_PASSWORD", "a long and unusual passphrase")
-    call_command("createadmin", username="ana", email="ana@csirt.example", organisation="CSIRT Example",
-                 stdout=io.StringIO())
+    call_command(
+        "createadmin",
+        username="ana",
+        email="ana@csirt.example",
+        organisation="CSIRT Example",
+        stdout=io.StringIO(),
+    )
     user = User.objects.get(username="ana")
     assert user.check_password("a long and unusual passphrase")
     assert user.is_node_admin
@@ -101,7 +117,10 @@ def test_up_runs_web_and_worker_and_stops_both_on_ctrl_c(tmp_path):
     process = subprocess.Popen(
         [sys.executable, "-m", "minga", "up", "--demo", "--bind", f"127.0.0.1:{port}"],
         env={**base, "MINGA_VAR_DIR": str(tmp_path), "MINGA_WEB_WORKERS": "1"},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=REPO,
     )
     try:
         deadline = time.monotonic() + 90

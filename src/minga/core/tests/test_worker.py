@@ -43,7 +43,11 @@ def worker() -> Iterator[Callable[[], subprocess.Popen]]:
     def start() -> subprocess.Popen:
         process = subprocess.Popen(
             [sys.executable, "-m", "minga", "worker", "--interval", "0.2"],
-            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         started.append(process)
         return process
@@ -82,11 +86,16 @@ def test_failures_are_retried_with_backoff_then_kept(worker, login_client, make_
     flaky.enqueue("recovers", 2)  # fails twice, succeeds on the third and last attempt
     flaky.enqueue("gives-up", 9)  # fails on every attempt
     worker()
-    wait_for(lambda: TaskRun.objects.filter(key="recovers", outcome="succeeded").exists()
-             and TaskRun.objects.filter(key="gives-up").count() == 3)
+    wait_for(
+        lambda: (
+            TaskRun.objects.filter(key="recovers", outcome="succeeded").exists()
+            and TaskRun.objects.filter(key="gives-up").count() == 3
+        )
+    )
     time.sleep(1)  # a fourth attempt of "gives-up" would have been enqueued by now
-    assert list(TaskRun.objects.filter(key="recovers").order_by("attempt")
-                .values_list("outcome", flat=True)) == ["failed", "failed", "succeeded"]
+    assert list(
+        TaskRun.objects.filter(key="recovers").order_by("attempt").values_list("outcome", flat=True)
+    ) == ["failed", "failed", "succeeded"]
     assert TaskRun.objects.filter(key="gives-up").count() == 3
     failed = DBTaskResult.objects.filter(status="FAILED")
     assert failed.count() == 5
