@@ -52,6 +52,8 @@ class User(AbstractUser):
     # Encrypted with a key derived from the node's secret key (minga.core.totp).
     totp_secret = models.CharField(max_length=255, blank=True)
     totp_enabled_at = models.DateTimeField(null=True, blank=True)
+    # The last time step whose code was accepted: a code is good once (RFC 6238, 5.2).
+    totp_last_step = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["username"]

@@ -17,6 +17,7 @@ from django.conf import settings
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -323,11 +324,13 @@ def revoke_api_token(actor: User | None, token: ApiToken) -> ApiToken:
 @transaction.atomic
 def enable_totp(user: User, secret: str, code: str) -> None:
     """Turn on the TOTP second factor once the user proves their app produces valid codes."""
-    if not totp.verify(secret, code):
+    step = totp.matching_step(secret, code)
+    if step is None:
         raise ValidationError({"code": _("This code is not valid. Check the time on your device.")})
     user.totp_secret = totp.encrypt(secret)
     user.totp_enabled_at = timezone.now()
-    user.save(update_fields=["totp_secret", "totp_enabled_at"])
+    user.totp_last_step = step
+    user.save(update_fields=["totp_secret", "totp_enabled_at", "totp_last_step"])
     audit.record("user.totp_enable", actor=user, obj=user)
 
 
@@ -335,11 +338,20 @@ def enable_totp(user: User, secret: str, code: str) -> None:
 def disable_totp(actor: User | None, user: User) -> None:
     """Turn off the second factor: the user themselves or a node admin (lost device)."""
     _require(actor is None or actor.pk == user.pk or is_node_admin(actor))
-    user.totp_secret, user.totp_enabled_at = "", None
-    user.save(update_fields=["totp_secret", "totp_enabled_at"])
+    user.totp_secret, user.totp_enabled_at, user.totp_last_step = "", None, None
+    user.save(update_fields=["totp_secret", "totp_enabled_at", "totp_last_step"])
     audit.record("user.totp_disable", actor=actor, obj=user)
 
 
 def check_totp(user: User, code: str) -> bool:
+    """Is ``code`` a valid, not yet used code of ``user``'s second factor? Accepting it uses it up:
+    the conditional update lets only one of two concurrent requests with the same code pass."""
     secret = totp.decrypt(user.totp_secret) if user.totp_secret else None
-    return secret is not None and totp.verify(secret, code)
+    step = totp.matching_step(secret, code) if secret is not None else None
+    if step is None:
+        return False
+    fresh = Q(totp_last_step__isnull=True) | Q(totp_last_step__lt=step)
+    accepted = User.objects.filter(fresh, pk=user.pk).update(totp_last_step=step) == 1
+    if accepted:
+        user.totp_last_step = step
+    return accepted

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
+import time
 
 import pyotp
 import segno
@@ -34,11 +36,18 @@ def decrypt(stored: str) -> str | None:
         return None
 
 
-def verify(secret: str, code: str) -> bool:
+def matching_step(secret: str, code: str) -> int | None:
+    """The time step (current, previous or next, for clock drift) whose code is ``code``."""
     code = "".join(code.split())
     if not code.isdigit() or len(code) != 6:
-        return False
-    return pyotp.TOTP(secret).verify(code, valid_window=1)
+        return None
+    generator = pyotp.TOTP(secret)
+    now = time.time()
+    for drift in (0, -1, 1):
+        moment = now + drift * generator.interval
+        if hmac.compare_digest(generator.at(moment), code):
+            return int(moment // generator.interval)
+    return None
 
 
 def provisioning_uri(secret: str, account: str) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pyotp
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -50,7 +52,8 @@ def test_second_factor_is_asked_after_the_password(make_org, make_user):
     secret = pyotp.random_base32()
     with pytest.raises(ValidationError):
         services.enable_totp(user, secret, "000000" if pyotp.TOTP(secret).now() != "000000" else "111111")
-    services.enable_totp(user, secret, pyotp.TOTP(secret).now())
+    enabled_at = time.time()
+    services.enable_totp(user, secret, pyotp.TOTP(secret).at(enabled_at))
     assert secret not in User.objects.get(pk=user.pk).totp_secret  # encrypted at rest
 
     client = Client()
@@ -59,9 +62,14 @@ def test_second_factor_is_asked_after_the_password(make_org, make_user):
     assert client.get("/").status_code == 302  # not signed in yet
     wrong = client.post("/login/verify/", {"code": "12345x"})
     assert wrong.status_code == 200 and b"not valid" in wrong.content
-    ok = client.post("/login/verify/", {"code": pyotp.TOTP(secret).now()})
+    # The code that turned the factor on is used up; the next one is valid (clock drift window).
+    replayed = client.post("/login/verify/", {"code": pyotp.TOTP(secret).at(enabled_at)})
+    assert replayed.status_code == 200 and b"not valid" in replayed.content
+    next_code = pyotp.TOTP(secret).at(time.time() + 30)
+    ok = client.post("/login/verify/", {"code": next_code})
     assert ok.status_code == 302
     assert client.get("/").status_code == 200
+    assert not services.check_totp(User.objects.get(pk=user.pk), next_code)  # good only once
 
 
 def test_roles_bound_what_organisation_admins_may_do(make_org, make_user, node_admin):
