@@ -31,11 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE)
         return 0
     name, rest = args[0], args[1:]
-    if name == "manage":
-        django_args = ["minga manage", *rest]
-    elif name in COMMANDS:
-        django_args = ["minga", COMMANDS[name][0], *rest]
-    else:
+    if name != "manage" and name not in COMMANDS:
         print(f"minga: unknown command {name!r}\n\n{USAGE}", file=sys.stderr)
         return 2
     try:
@@ -45,9 +41,25 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bad MINGA_* value: say which, not a traceback
         print(f"minga: the configuration is not valid: {exc}", file=sys.stderr)
         return 2
-    from django.core.management import execute_from_command_line
+    from django.core.management import ManagementUtility, execute_from_command_line
 
-    execute_from_command_line(django_args)
+    if name == "manage":
+        execute_from_command_line(["minga manage", *rest])
+        return 0
+    # Run the Django command under its public name, so its help reads "usage: minga up ...".
+    from django.db import DatabaseError
+
+    command = ManagementUtility(["minga"]).fetch_command(COMMANDS[name][0])
+    try:
+        command.run_from_argv(["minga", name, *rest])
+    except DatabaseError as exc:
+        print(
+            f"minga: the database refused the operation: {str(exc).strip()}\n"
+            "Is it reachable and migrated? `minga check` tells; `minga manage migrate` (or `minga up`) "
+            "brings the schema up to date.",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

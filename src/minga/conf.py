@@ -60,6 +60,12 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("MINGA_LISTEN", "127.0.0.1:8000", "Address `minga serve` and `minga up` bind to."),
     Setting("MINGA_WEB_WORKERS", "2", "Number of gunicorn worker processes started by `minga serve`."),
+    Setting(
+        "MINGA_TRUSTED_PROXIES",
+        "127.0.0.1",
+        "Comma-separated addresses of reverse proxies whose X-Forwarded-Proto and -For headers "
+        "`minga serve` trusts (`*` for any: only when nothing else can reach the node).",
+    ),
     Setting("MINGA_DEBUG", "false", "Django debug mode. Never enable on a node that holds real data."),
     Setting(
         "MINGA_SECURE_COOKIES",

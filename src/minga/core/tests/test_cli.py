@@ -98,6 +98,13 @@ def test_token_create_prints_only_the_token(make_org, make_user):
         call_command("token", "create", "--user", "nobody")
 
 
+def test_commands_explain_an_unmigrated_database(tmp_path):
+    result = run_minga("token", "create", "--user", "ana", env={"MINGA_VAR_DIR": str(tmp_path)})
+    assert result.returncode == 1
+    assert "minga manage migrate" in result.stderr and "Traceback" not in result.stderr
+    assert "usage: minga token" in run_minga("token", "--help", env={"MINGA_VAR_DIR": str(tmp_path)}).stdout
+
+
 def test_manage_passes_through_to_django(tmp_path):
     result = run_minga("manage", "showmigrations", "core", env={"MINGA_VAR_DIR": str(tmp_path)})
     assert result.returncode == 0

@@ -2,17 +2,16 @@ import os
 import sys
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
-
-from minga import conf
 
 
 class Command(BaseCommand):
     help = "Run the web server: gunicorn serving Minga's WSGI application."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--bind", default=conf.env("MINGA_LISTEN"), help="HOST:PORT to listen on")
-        parser.add_argument("--workers", type=int, default=conf.env_int("MINGA_WEB_WORKERS"))
+        parser.add_argument("--bind", default=settings.MINGA_LISTEN, help="HOST:PORT to listen on")
+        parser.add_argument("--workers", type=int, default=settings.MINGA_WEB_WORKERS)
 
     def handle(self, *args: Any, bind: str, workers: int, **options: Any) -> None:
         argv = [
@@ -29,7 +28,7 @@ class Command(BaseCommand):
             "--graceful-timeout",
             "10",
             "--forwarded-allow-ips",
-            os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
+            ",".join(settings.MINGA_TRUSTED_PROXIES),
         ]
         sys.stdout.flush()
         os.execv(sys.executable, argv)  # noqa: S606  (fixed argv, no shell)

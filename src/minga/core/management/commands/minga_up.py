@@ -9,10 +9,9 @@ import time
 from types import FrameType
 from typing import Any
 
+from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
-
-from minga import conf
 
 RESTART_LIMIT = 5  # restarts of one process within RESTART_WINDOW before giving up
 RESTART_WINDOW = 60.0
@@ -82,7 +81,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--demo", action="store_true", help="load the demo network first")
-        parser.add_argument("--bind", default=conf.env("MINGA_LISTEN"), help="HOST:PORT to listen on")
+        parser.add_argument("--bind", default=settings.MINGA_LISTEN, help="HOST:PORT to listen on")
 
     def handle(self, *args: Any, demo: bool, bind: str, **options: Any) -> None:
         self.stdout.write("Preparing the database…")
