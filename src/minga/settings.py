@@ -139,7 +139,7 @@ LANGUAGE_CODE = "en"
 LANGUAGES = [
     ("en", _("English")),
     ("es", _("Spanish")),
-    ("pt", _("Portuguese")),
+    ("pt-br", _("Portuguese")),
     ("fr", _("French")),
 ]
 LOCALE_PATHS = [PACKAGE_DIR / "locale"]

@@ -126,7 +126,7 @@ def test_language_selector_translates_the_navigation(
     for message, element in shown.items():
         expect(element).to_have_text(message)
 
-    for code, name in (("es", "Español"), ("pt", "Português"), ("fr", "Français")):
+    for code, name in (("es", "Español"), ("pt-br", "Português Brasileiro"), ("fr", "Français")):
         page.locator("#language").select_option(label=name)  # its label is translated too
 
         expect(page.locator("html")).to_have_attribute("lang", code)

@@ -20,9 +20,9 @@ from django.utils import translation
 
 from minga.core.models import User
 
-LANGUAGES = ["es", "pt", "fr"]
+LANGUAGES = ["es", "pt-br", "fr"]
 
-SIGN_IN = {"es": "Iniciar sesión", "pt": "Entrar", "fr": "Se connecter"}
+SIGN_IN = {"es": "Iniciar sesión", "pt-br": "Entrar", "fr": "Se connecter"}
 
 # What the sidebar of a signed-in node admin shows, per language.
 NAVIGATION = {
@@ -34,7 +34,7 @@ NAVIGATION = {
         "Tokens de API",
         "Cerrar sesión",
     ],
-    "pt": ["Visão geral", "Organizações", "Pessoas", "Registro de auditoria", "Tokens de API", "Sair"],
+    "pt-br": ["Visão geral", "Organizações", "Pessoas", "Registro de auditoria", "Tokens de API", "Sair"],
     "fr": [
         "Vue d'ensemble",
         "Organisations",
@@ -58,7 +58,7 @@ class Entry:
 
 
 def _catalogue(lang: str) -> Path:
-    return Path(settings.LOCALE_PATHS[0]) / lang / "LC_MESSAGES" / "django.po"
+    return Path(settings.LOCALE_PATHS[0]) / translation.to_locale(lang) / "LC_MESSAGES" / "django.po"
 
 
 def parse_po(path: Path) -> list[Entry]:
@@ -119,7 +119,7 @@ def test_catalogue_header_is_complete(lang: str) -> None:
     entries = parse_po(_catalogue(lang))
     header = _header(entries)
     assert "fuzzy" not in entries[0].flags  # msgfmt would drop a fuzzy header, charset and plurals with it
-    assert header["Language"] == lang
+    assert header["Language"] == translation.to_locale(lang)
     assert "charset=UTF-8" in header["Content-Type"]
     assert re.fullmatch(r"nplurals=\d+; plural=.+;", header["Plural-Forms"])
 
@@ -182,7 +182,7 @@ def test_translated_choices_and_language_names(lang: str) -> None:
         assert str(Role.NODE_ADMIN.label) != "Node admin"
         names = {code: str(name) for code, name in settings.LANGUAGES}
     assert names["en"] != "English"
-    assert names[lang] == {"es": "Español", "pt": "Português", "fr": "Français"}[lang]
+    assert names[lang] == {"es": "Español", "pt-br": "Português", "fr": "Français"}[lang]
 
 
 def _text(response: object) -> str:
@@ -199,6 +199,8 @@ def test_login_page_follows_the_language_cookie(lang: str) -> None:
     text = _text(response)
     assert f'<html lang="{lang}"' in text
     assert SIGN_IN[lang] in text
+    if lang == "pt-br":  # Django's own form labels in Brazilian, not European, Portuguese
+        assert "Senha" in text and "Palavra-passe" not in text
     assert "Sign in" not in text
 
 
