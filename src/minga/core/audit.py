@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from minga.core.models import AuditChainHead, AuditEntry, Organisation
 
@@ -118,12 +119,13 @@ def _walk(entries: Iterator[AuditEntry]) -> Iterator[Problem]:
         if entry.seq != expected_seq:
             yield Problem(
                 entry.seq,
-                f"expected entry #{expected_seq}, found #{entry.seq}: entries were removed or inserted",
+                _("expected entry #%(expected)d, found #%(found)d: entries were removed or inserted")
+                % {"expected": expected_seq, "found": entry.seq},
             )
         if entry.prev_hash != prev_hash:
-            yield Problem(entry.seq, "does not follow the entry before it (chain broken)")
+            yield Problem(entry.seq, _("does not follow the entry before it (chain broken)"))
         if compute_hash(entry) != entry.hash:
-            yield Problem(entry.seq, "content does not match its hash (entry altered)")
+            yield Problem(entry.seq, _("content does not match its hash (entry altered)"))
         expected_seq, prev_hash = entry.seq + 1, entry.hash
 
 
@@ -143,7 +145,7 @@ def verify() -> VerifyResult:
     for problem in _walk(counted()):
         problems.append(problem)
         if len(problems) >= 100:
-            problems.append(Problem(None, "more problems not listed"))
+            problems.append(Problem(None, _("more problems not listed")))
             break
     head = AuditChainHead.objects.filter(pk=1).first()
     head_seq, head_hash = (head.seq, head.hash) if head else (0, GENESIS_HASH)
@@ -151,8 +153,11 @@ def verify() -> VerifyResult:
         problems.append(
             Problem(
                 None,
-                f"the chain ends at #{last_seq} but its head records #{head_seq}: "
-                "entries were removed from the end or the head was altered",
+                _(
+                    "the chain ends at #%(last)d but its head records #%(head)d: "
+                    "entries were removed from the end or the head was altered"
+                )
+                % {"last": last_seq, "head": head_seq},
             )
         )
     return VerifyResult(entries=count, problems=tuple(problems))

@@ -4,7 +4,7 @@ The queue lives in the node's database, so a task enqueued inside a transaction 
 if that transaction commits, and survives restarts; any number of ``minga worker`` processes,
 on any machine that reaches the database, share it. django-tasks does not retry, so
 ``background_task`` adds that: a failing run is kept as failed with its traceback (node admins
-see it under Tasks) and a new attempt is enqueued after an exponential backoff, until
+see it under Node, Background tasks) and a new attempt is enqueued after an exponential backoff, until
 ``MINGA_TASK_MAX_ATTEMPTS`` is reached.
 """
 
@@ -64,20 +64,3 @@ def background_task(
         return wrapped
 
     return decorate
-
-
-@background_task(max_attempts=1)
-def verify_audit_chain() -> dict[str, Any]:
-    """Verify the audit chain in the background and record the outcome in the chain itself."""
-    from minga.core import audit
-
-    result = audit.verify()
-    audit.record(
-        "audit.verify",
-        details={
-            "entries": result.entries,
-            "ok": result.ok,
-            "problems": [p.message for p in result.problems[:10]],
-        },
-    )
-    return {"entries": result.entries, "ok": result.ok}

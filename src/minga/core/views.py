@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -21,6 +21,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_tasks_db.models import DBTaskResult
 
@@ -42,6 +43,12 @@ PENDING_LOGIN = "minga_pending_login"
 PENDING_TOTP_SECRET = "minga_pending_totp_secret"  # noqa: S105  (a session key)
 MAX_SECOND_FACTOR_TRIES = 5
 SECOND_FACTOR_WINDOW = timedelta(minutes=5)
+TASK_STATUS_LABELS = {
+    "READY": gettext_lazy("waiting"),
+    "RUNNING": gettext_lazy("running"),
+    "SUCCESSFUL": gettext_lazy("done"),
+    "FAILED": gettext_lazy("failed"),
+}
 
 
 def _user(request: HttpRequest) -> User:
@@ -68,7 +75,8 @@ def _form_errors(form: Any, exc: ValidationError) -> None:
 
 def _safe_next(request: HttpRequest, fallback: str = "core:home") -> str:
     target = request.POST.get("next") or request.GET.get("next") or ""
-    if target and url_has_allowed_host_and_scheme(
+    # Only a path on this node: anything else would be taken for a view name or leave the site.
+    if target.startswith("/") and url_has_allowed_host_and_scheme(
         target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
     ):
         return target
@@ -585,17 +593,9 @@ def audit_log(request: HttpRequest) -> HttpResponse:
         if data["object_type"]:
             entries = entries.filter(object_type__icontains=data["object_type"])
         if data["since"]:
-            entries = entries.filter(
-                timestamp__gte=datetime.combine(
-                    data["since"], time.min, tzinfo=timezone.get_current_timezone()
-                )
-            )
+            entries = entries.filter(timestamp__date__gte=data["since"])
         if data["until"]:
-            entries = entries.filter(
-                timestamp__lt=datetime.combine(
-                    data["until"] + timedelta(days=1), time.min, tzinfo=timezone.get_current_timezone()
-                )
-            )
+            entries = entries.filter(timestamp__date__lte=data["until"])
     query = request.GET.copy()
     query.pop("page", None)
     return render(
@@ -617,13 +617,16 @@ def task_list(request: HttpRequest) -> HttpResponse:
     results = DBTaskResult.objects.order_by("-enqueued_at")
     if status:
         results = results.filter(status=status)
+    page = _page(request, results)
+    for result in page.object_list:
+        result.status_label = TASK_STATUS_LABELS.get(result.status, result.status)
     return render(
         request,
         "core/task_list.html",
         {
-            "page": _page(request, results),
+            "page": page,
             "status": status,
-            "statuses": ["READY", "RUNNING", "SUCCESSFUL", "FAILED"],
+            "statuses": list(TASK_STATUS_LABELS.items()),
         },
     )
 

@@ -98,3 +98,17 @@ def test_cli_verify_reports_success_and_tampering(chain, capsys):
     AuditEntry.objects.filter(pk=chain[0].pk).update(actor_label="mallory")
     with pytest.raises(CommandError, match="broken"):
         call_command("audit", "verify")
+
+
+def test_node_admins_browse_and_filter_the_log(node_admin, make_org, make_user, login_client):
+    services.create_organisation(node_admin, name="CSIRT Filter", short_name="csirt-filter")
+    client = login_client(node_admin)
+    page = client.get("/audit/?action=organisation.create&actor=admin")
+    assert page.status_code == 200
+    assert b"CSIRT Filter" in page.content and b"user.create" not in page.content
+    empty = client.get("/audit/?since=2999-01-01")
+    assert b"CSIRT Filter" not in empty.content
+    verified = client.post("/audit/")
+    assert b"The chain is intact" in verified.content
+    analyst = make_user("ana", make_org("team"))
+    assert login_client(analyst).get("/audit/").status_code == 403
