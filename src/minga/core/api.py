@@ -1,6 +1,7 @@
 """REST endpoints of the core app: the caller, organisations and the caller's API tokens."""
 
 from datetime import datetime
+from typing import Annotated, Any
 from uuid import UUID
 
 from django.core.exceptions import ValidationError
@@ -9,7 +10,8 @@ from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
 from ninja import Field, Query, Router, Schema, Status
 from ninja.pagination import LimitOffsetPagination, paginate
-from pydantic import ConfigDict
+from ninja.params import functions as param
+from pydantic import ConfigDict, StrictInt
 
 from minga.core import access, services
 from minga.core.choices import Role
@@ -22,6 +24,28 @@ class StrictInput(Schema):
     """Input bodies reject unknown fields, so a typo is an error rather than a silent no-op."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+# A short name in a URL is a slug: other text (a NUL character, which PostgreSQL refuses) is a
+# 422 naming the parameter before any query runs.
+ShortName = Annotated[
+    str, param.Path(pattern=r"^[-a-zA-Z0-9_]+$", description="The organisation's short name")
+]
+
+MAX_PAGE_SIZE = 1000
+MAX_OFFSET = 2**31 - 1
+
+
+class Pages(LimitOffsetPagination):
+    """``limit``/``offset`` pages with bounds the database can hold: a huge number is a 422
+    naming the parameter, not an overflow deep in the query."""
+
+    class Input(Schema):
+        limit: int = Field(100, ge=1, le=MAX_PAGE_SIZE, description="Items per page")
+        offset: int = Field(0, ge=0, le=MAX_OFFSET, description="Items to skip")
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(max_limit=MAX_PAGE_SIZE, **kwargs)
 
 
 class MembershipOut(Schema):
@@ -84,7 +108,8 @@ class TokenOut(Schema):
 
 class TokenIn(StrictInput):
     name: str = Field(..., min_length=1, max_length=100)
-    expires_in_days: int | None = Field(None, ge=1, le=services.MAX_TOKEN_DAYS)
+    # Strict: JSON true is not a number of days.
+    expires_in_days: StrictInt | None = Field(None, ge=1, le=services.MAX_TOKEN_DAYS)
 
 
 class TokenCreated(TokenOut):
@@ -106,19 +131,21 @@ def me(request: HttpRequest) -> User:
 
 
 @router.get("/organisations", response=list[OrganisationOut], tags=["organisations"])
-@paginate(LimitOffsetPagination)
+@paginate(Pages)
 def list_organisations(request: HttpRequest, filters: Query[OrganisationFilter]) -> QuerySet[Organisation]:
     """Organisations of the network that the caller may see."""
     organisations = access.organisations_visible_to(request.user)
     if filters.q:
-        organisations = organisations.filter(Q(name__icontains=filters.q) | Q(short_name__icontains=filters.q))
+        organisations = organisations.filter(
+            Q(name__icontains=filters.q) | Q(short_name__icontains=filters.q)
+        )
     if filters.is_network_member is not None:
         organisations = organisations.filter(is_network_member=filters.is_network_member)
     return organisations
 
 
 @router.get("/organisations/{short_name}", response=OrganisationOut, tags=["organisations"])
-def get_organisation(request: HttpRequest, short_name: str) -> Organisation:
+def get_organisation(request: HttpRequest, short_name: ShortName) -> Organisation:
     return get_object_or_404(access.organisations_visible_to(request.user), short_name=short_name)
 
 
@@ -129,7 +156,9 @@ def create_organisation(request: HttpRequest, payload: OrganisationIn) -> Status
 
 
 @router.patch("/organisations/{short_name}", response=OrganisationOut, tags=["organisations"])
-def update_organisation(request: HttpRequest, short_name: str, payload: OrganisationPatch) -> Organisation:
+def update_organisation(
+    request: HttpRequest, short_name: ShortName, payload: OrganisationPatch
+) -> Organisation:
     """Change an organisation (node admins, or the organisation's own admins)."""
     organisation = get_object_or_404(access.organisations_visible_to(request.user), short_name=short_name)
     changes = payload.dict(exclude_unset=True)
@@ -139,7 +168,7 @@ def update_organisation(request: HttpRequest, short_name: str, payload: Organisa
 
 
 @router.get("/tokens", response=list[TokenOut], tags=["accounts"])
-@paginate(LimitOffsetPagination)
+@paginate(Pages)
 def list_tokens(request: HttpRequest) -> QuerySet[ApiToken]:
     """The caller's own API tokens (never their secrets)."""
     return ApiToken.objects.filter(user=_user(request))

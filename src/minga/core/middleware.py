@@ -24,8 +24,10 @@ class RequestSizeLimitMiddleware:
         limit = settings.MINGA_MAX_REQUEST_BYTES
         if length > limit:
             return JsonResponse(
-                {"detail": _("The request body is %(size)d bytes; this node accepts at most %(limit)d.")
-                 % {"size": length, "limit": limit}},
+                {
+                    "detail": _("The request body is %(size)d bytes; this node accepts at most %(limit)d.")
+                    % {"size": length, "limit": limit}
+                },
                 status=413,
             )
         return self.get_response(request)
