@@ -1,5 +1,6 @@
 from django.urls import include, path
 
+from minga.urls import handler400, handler403, handler404, handler500  # noqa: F401
 from tests.sharedapp import views
 
 urlpatterns = [

@@ -7,11 +7,23 @@ from zoneinfo import available_timezones
 
 from django import forms
 from django.conf import settings
+from django.contrib.auth.forms import AuthenticationForm
+from django.core.validators import MaxLengthValidator
 from django.utils.translation import gettext_lazy as _
 
 from minga.core.choices import Role
 from minga.core.models import Organisation, User
 from minga.core.services import MAX_TOKEN_DAYS
+
+
+class LoginForm(AuthenticationForm):
+    """Django's sign-in form, with the user name's length enforced: Django only sets it on the
+    widget, and a longer name would reach the login throttle's storage."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        limit = User._meta.get_field("username").max_length or 150
+        self.fields["username"].validators.append(MaxLengthValidator(limit))
 
 
 class OrganisationForm(forms.ModelForm):

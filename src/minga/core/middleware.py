@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
+from django.shortcuts import render
 from django.utils import translation
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 
 class RequestSizeLimitMiddleware:
@@ -47,3 +49,49 @@ class UserLanguageMiddleware:
             translation.activate(preferred)
             request.LANGUAGE_CODE = preferred
         return self.get_response(request)
+
+
+class RejectNulMiddleware:
+    """Refuse text with NUL characters in the UI's query strings and forms: PostgreSQL cannot
+    store them, and no person types one. (The API checks its own inputs, field by field.)"""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if not request.path.startswith("/api/"):
+            form = request.POST if request.method == "POST" else QueryDict()
+            for data in (request.GET, form):
+                if any("\x00" in value for _key, values in data.lists() for value in values):
+                    return render(
+                        request,
+                        "core/error.html",
+                        {"title": _("Bad request"), "message": _("Text may not contain NUL characters.")},
+                        status=400,
+                    )
+        return self.get_response(request)
+
+
+class ApiErrorBodyMiddleware:
+    """Errors Django or django-ninja answer before the API's own handlers run (an undeclared
+    method, an unknown path) still get a JSON body under /api/, like every other API error."""
+
+    MESSAGES = {404: gettext_lazy("Not found."), 405: gettext_lazy("This method is not allowed here.")}
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if (
+            request.path.startswith("/api/")
+            and response.status_code in self.MESSAGES
+            and not response.get("Content-Type", "").startswith("application/json")
+        ):
+            replacement = JsonResponse(
+                {"detail": str(self.MESSAGES[response.status_code])}, status=response.status_code
+            )
+            if response.has_header("Allow"):
+                replacement["Allow"] = response["Allow"]
+            return replacement
+        return response

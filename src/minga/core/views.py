@@ -9,7 +9,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login, logout, update_session_auth_hash
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.forms import AuthenticationForm, PasswordChangeForm
+from django.contrib.auth.forms import PasswordChangeForm
 from django.contrib.auth.signals import user_login_failed
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
@@ -29,6 +29,7 @@ from minga.core import access, audit, services, totp
 from minga.core.choices import ORG_MANAGER_ROLES
 from minga.core.forms import (
     AuditFilterForm,
+    LoginForm,
     MembershipAddForm,
     OrganisationForm,
     ProfileForm,
@@ -111,7 +112,7 @@ def readyz(request: HttpRequest) -> JsonResponse:
 def login_view(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
         return redirect(_safe_next(request))
-    form = AuthenticationForm(request, data=request.POST or None)
+    form = LoginForm(request, data=request.POST or None)
     if request.method == "POST" and form.is_valid():
         user = form.get_user()
         if user.has_totp:

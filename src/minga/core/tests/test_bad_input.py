@@ -527,10 +527,7 @@ def test_api_path_refuses_undeclared_methods(path: str, world: World, server_err
         elif problem := _api_problem(response, True, server_errors, before):
             not_json.append(f"{method.upper()} {url}: {problem}")
     assert not failures, "\n".join(failures)
-    if not_json:
-        # django-ninja's PathView answers 405 itself, in plain text, past the API's exception
-        # handlers; only a middleware (a settings change) could turn it into JSON.
-        pytest.xfail("405 in plain text, not JSON: " + not_json[0])
+    assert not not_json, "405 without a JSON body: " + "; ".join(not_json)
 
 
 # --- the UI: every page and form of the core app ------------------------------------------------
@@ -751,26 +748,6 @@ class Actor:
         return response
 
 
-# Cases that answer 500 because of a bug in views.py or forms.py, left to their owner:
-# view name -> {substring of the failure line: reason}. Remove an entry once fixed (the test
-# passes again; an entry that no longer matches is not reported, since some only fail on
-# PostgreSQL).
-NUL_ON_POSTGRES = (
-    "the view filters on a query-string value that may hold a NUL character, which PostgreSQL "
-    "refuses (DataError, 500 on PostgreSQL only)"
-)
-KNOWN_UI_BUGS: dict[str, dict[str, str]] = {
-    "core:login": {
-        "value too long for type character varying": "AuthenticationForm does not limit the user "
-        "name's length; django-axes stores a failed attempt's user name in a varchar(255): a user "
-        "name of over 255 characters is a DataError, 500 (PostgreSQL only, anonymous)",
-    },
-    "core:organisation_list": {"cannot contain NUL": f"?q=a%00b: {NUL_ON_POSTGRES}"},
-    "core:user_list": {"cannot contain NUL": f"?q=a%00b: {NUL_ON_POSTGRES}"},
-    "core:task_list": {"cannot contain NUL": f"?status=a%00b: {NUL_ON_POSTGRES}"},
-}
-
-
 @pytest.mark.parametrize("pattern", UI_PATTERNS, ids=[f"core:{p.name}" for p in UI_PATTERNS])
 @pytest.mark.usefixtures("uninstrumented_templates")
 def test_ui_page_survives_bad_input(pattern: URLPattern, world: World, server_errors: list[str]) -> None:
@@ -845,9 +822,4 @@ def test_ui_page_survives_bad_input(pattern: URLPattern, world: World, server_er
                             f"answered {response.status_code}, expected 413"
                         )
 
-    known = KNOWN_UI_BUGS.get(view_name, {})
-    unknown = [f for f in failures if not any(key in f for key in known)]
-    assert not unknown, f"{len(unknown)} server errors:\n" + "\n".join(unknown)
-    if failures:
-        reasons = sorted({reason for key, reason in known.items() if any(key in f for f in failures)})
-        pytest.xfail("; ".join(reasons))
+    assert not failures, f"{len(failures)} server errors:\n" + "\n".join(failures)
