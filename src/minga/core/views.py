@@ -437,6 +437,8 @@ def user_create(request: HttpRequest) -> HttpResponse:
             created = services.create_user(_user(request), **form.cleaned_data)
         except ValidationError as exc:
             _form_errors(form, exc)
+        except PermissionDenied:
+            form.add_error("role", _("Only node admins may grant this role."))
         else:
             messages.success(request, _("Account %(name)s created.") % {"name": created.username})
             return redirect("core:user_detail", pk=created.pk)

@@ -106,3 +106,24 @@ def test_weak_passwords_are_refused(make_org):
         services.create_user(
             None, username="weak", email="w@example.org", password="12345", organisation=make_org()
         )
+
+
+def test_organisation_admins_create_accounts_in_their_organisation(make_org, make_user, login_client):
+    org = make_org("a")
+    boss = make_user("boss", org, Role.ORG_ADMIN)
+    client = login_client(boss)
+    data = {
+        "username": "newbie",
+        "email": "newbie@example.org",
+        "organisation": org.pk,
+        "role": Role.NODE_ADMIN,
+        "password": "a long and unusual passphrase",
+    }
+    refused = client.post("/users/new/", data)
+    assert refused.status_code == 200 and b"Only node admins may grant this role" in refused.content
+    created = client.post("/users/new/", {**data, "role": Role.ANALYST})
+    assert created.status_code == 302
+    assert User.objects.get(username="newbie").memberships.get().organisation == org
+    other = make_org("b")
+    outside = client.post("/users/new/", {**data, "username": "elsewhere", "organisation": other.pk})
+    assert outside.status_code == 200 and not User.objects.filter(username="elsewhere").exists()
