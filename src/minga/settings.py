@@ -37,6 +37,7 @@ INSTALLED_APPS = [
     "axes",
     "ninja",
     "minga.core",
+    "minga.directory",
 ]
 
 MIDDLEWARE = [

@@ -8,6 +8,7 @@ urlpatterns = [
     path("readyz", core_views.readyz, name="readyz"),
     path("api/v1/", api.urls),
     path("i18n/", include("django.conf.urls.i18n")),
+    path("directory/", include("minga.directory.urls")),
     path("", include("minga.core.urls")),
 ]
 

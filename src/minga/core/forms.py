@@ -15,6 +15,34 @@ from minga.core.choices import Role
 from minga.core.models import Organisation, User
 from minga.core.services import MAX_TOKEN_DAYS
 
+MAX_DATABASE_INT = 2**63 - 1
+
+
+def _refuse_out_of_range(field: forms.Field, value: Any) -> None:
+    # A number beyond any primary key would overflow the database driver before the lookup.
+    text = str(value).strip()
+    if text.lstrip("-").isdigit() and abs(int(text)) > MAX_DATABASE_INT:
+        raise forms.ValidationError(
+            field.error_messages["invalid_choice"], code="invalid_choice", params={"value": text[:20]}
+        )
+
+
+class ModelChoiceField(forms.ModelChoiceField):
+    """Django's ModelChoiceField, answering a huge number as an invalid choice."""
+
+    def to_python(self, value: Any) -> Any:
+        if value not in self.empty_values:
+            _refuse_out_of_range(self, value)
+        return super().to_python(value)
+
+
+class ModelMultipleChoiceField(forms.ModelMultipleChoiceField):
+    def clean(self, value: Any) -> Any:
+        if isinstance(value, list | tuple):
+            for item in value:
+                _refuse_out_of_range(self, item)
+        return super().clean(value)
+
 
 class LoginForm(AuthenticationForm):
     """Django's sign-in form, with the user name's length enforced: Django only sets it on the
@@ -37,7 +65,7 @@ class UserCreateForm(forms.Form):
     email = forms.EmailField(label=_("E-mail"))
     first_name = forms.CharField(label=_("First name"), max_length=150, required=False)
     last_name = forms.CharField(label=_("Last name"), max_length=150, required=False)
-    organisation = forms.ModelChoiceField(label=_("Organisation"), queryset=Organisation.objects.none())
+    organisation = ModelChoiceField(label=_("Organisation"), queryset=Organisation.objects.none())
     role = forms.ChoiceField(label=_("Role"), choices=Role.choices, initial=Role.ANALYST)
     password = forms.CharField(
         label=_("Initial password"),

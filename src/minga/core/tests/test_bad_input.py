@@ -41,6 +41,7 @@ from minga.core import services, totp, views
 from minga.core import urls as core_urls
 from minga.core.choices import Role
 from minga.core.models import ApiToken, Membership, Organisation, User
+from minga.directory import urls as directory_urls
 
 HTTP_METHODS = ("get", "post", "put", "patch", "delete")
 JSON = "application/json"
@@ -296,6 +297,7 @@ def _bad_query_values(schema: dict[str, Any], doc: dict[str, Any]) -> list[tuple
 API_PATH_VALUES: dict[str, Callable[[World], Any]] = {
     "short_name": lambda w: Organisation.objects.get(pk=w.org.pk).short_name,
     "token_id": lambda w: w.spare_token.pk,
+    "code": lambda w: "BR",  # a member state (directory)
 }
 GARBAGE_PATH_VALUES = {
     "integer": ["abc", "-1", "0", "1.5", "9" * 30, "%00", "1%20OR%201=1"],
@@ -532,7 +534,35 @@ def test_api_path_refuses_undeclared_methods(path: str, world: World, server_err
 
 # --- the UI: every page and form of the core app ------------------------------------------------
 
-UI_PATTERNS = [p for p in core_urls.urlpatterns if isinstance(p, URLPattern)]
+
+@dataclass(frozen=True)
+class UiRoute:
+    """A URL pattern of an app's UI, with where the app is mounted."""
+
+    namespace: str
+    prefix: str
+    pattern: URLPattern
+
+    @property
+    def name(self) -> str:
+        return str(self.pattern.name)
+
+    @property
+    def route(self) -> str:
+        return self.prefix + str(self.pattern.pattern)
+
+    @property
+    def converters(self) -> dict[str, Any]:
+        return self.pattern.pattern.converters  # type: ignore[attr-defined]
+
+
+UI_APPS = [("core", "", core_urls), ("directory", "directory/", directory_urls)]
+UI_PATTERNS = [
+    UiRoute(namespace, prefix, p)
+    for namespace, prefix, module in UI_APPS
+    for p in module.urlpatterns
+    if isinstance(p, URLPattern)
+]
 
 # Existing values of URL parameters, by the path segment before them (``users/<int:pk>/`` is a
 # user), looked up afresh.
@@ -541,6 +571,7 @@ UI_PATH_VALUES: dict[str, Callable[[World], Any]] = {
     "memberships": lambda w: w.membership.pk,
     "users": lambda w: w.victim.pk,
     "tokens": lambda w: w.spare_token.pk,
+    "states": lambda w: "BR",
 }
 GARBAGE_UI_PATH_VALUES = {
     "int": ["0", "9" * 30],
@@ -627,10 +658,10 @@ class Harvest:
 _HARVEST: list[Harvest] = []
 
 
-def _ui_path_values(pattern: URLPattern, world: World) -> dict[str, Any]:
-    route = str(pattern.pattern)
+def _ui_path_values(pattern: UiRoute, world: World) -> dict[str, Any]:
+    route = pattern.route
     values = {}
-    for name, converter in pattern.pattern.converters.items():
+    for name, converter in pattern.converters.items():
         before = re.search(r"([\w-]+)/<[^>]*\b" + name + ">", route)
         segment = before.group(1) if before else ""
         lookup = UI_PATH_VALUES.get(segment)
@@ -639,17 +670,17 @@ def _ui_path_values(pattern: URLPattern, world: World) -> dict[str, Any]:
     return values
 
 
-def _ui_url(pattern: URLPattern, values: dict[str, Any]) -> str:
-    route = str(pattern.pattern)
+def _ui_url(pattern: UiRoute, values: dict[str, Any]) -> str:
+    route = pattern.route
     for name, value in values.items():
         route = re.sub(r"<(?:\w+:)?" + name + ">", quote(str(value)), route)
     return "/" + route
 
 
-def _ui_urls(pattern: URLPattern, world: World) -> list[tuple[str, str]]:
+def _ui_urls(pattern: UiRoute, world: World) -> list[tuple[str, str]]:
     real = _ui_path_values(pattern, world)
     urls = [("existing", _ui_url(pattern, real))]
-    for name, converter in pattern.pattern.converters.items():
+    for name, converter in pattern.converters.items():
         kind = "int" if type(converter).__name__ == "IntConverter" else "slug"
         urls += [
             (f"{name}={_short(g)}", _ui_url(pattern, {**real, name: g})) for g in GARBAGE_UI_PATH_VALUES[kind]
@@ -748,11 +779,11 @@ class Actor:
         return response
 
 
-@pytest.mark.parametrize("pattern", UI_PATTERNS, ids=[f"core:{p.name}" for p in UI_PATTERNS])
+@pytest.mark.parametrize("pattern", UI_PATTERNS, ids=[f"{p.namespace}:{p.name}" for p in UI_PATTERNS])
 @pytest.mark.usefixtures("uninstrumented_templates")
-def test_ui_page_survives_bad_input(pattern: URLPattern, world: World, server_errors: list[str]) -> None:
+def test_ui_page_survives_bad_input(pattern: UiRoute, world: World, server_errors: list[str]) -> None:
     harvest = _harvest(world)
-    view_name = f"core:{pattern.name}"
+    view_name = f"{pattern.namespace}:{pattern.name}"
     login_url = reverse("core:login")
     actors = [
         Actor("node admin", lambda: _signed_in(world.admin), tuple(GARBAGE_KINDS), get_cases=True),

@@ -1,0 +1,27 @@
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+
+class OrganisationKind(models.TextChoices):
+    NATIONAL_CSIRT = "national_csirt", _("National CSIRT")
+    SECTOR_CSIRT = "sector_csirt", _("Sector CSIRT")
+    AUTHORITY = "authority", _("Cybersecurity authority")
+    LAW_ENFORCEMENT = "law_enforcement", _("Law-enforcement unit")
+    CI_OPERATOR = "ci_operator", _("Critical-infrastructure operator")
+    PRIVATE_SECTOR = "private_sector", _("Private sector")
+    ACADEMIA = "academia", _("Academia")
+    CIVIL_SOCIETY = "civil_society", _("Civil society")
+    INTERNATIONAL = "international", _("International organisation")
+
+
+# The sectors the network names (CICTE 2016), seeded at installation; admins add more.
+BUILTIN_SECTORS = [
+    ("digital-government", _("Digital government")),
+    ("health", _("Health")),
+    ("energy", _("Energy")),
+    ("financial", _("Financial")),
+    ("telecommunications", _("Telecommunications")),
+    ("transportation", _("Transportation")),
+    ("water", _("Water")),
+    ("emergency-services", _("Emergency services")),
+]

@@ -1,0 +1,107 @@
+"""Member states, sectors and the directory's profile of each organisation."""
+
+from __future__ import annotations
+
+import gettext
+from functools import cache
+
+import pycountry
+from django.db import models
+from django.utils import translation
+from django.utils.translation import gettext_lazy as _
+
+from minga.core.models import Organisation
+from minga.directory.choices import BUILTIN_SECTORS, OrganisationKind
+
+
+@cache
+def _country_names(language: str) -> gettext.NullTranslations:
+    locale = translation.to_locale(language)
+    return gettext.translation("iso3166-1", pycountry.LOCALES_DIR, languages=[locale], fallback=True)
+
+
+class MemberState(models.Model):
+    """A member state of the OAS. Which states take part in the network is data: node admins
+    change ``participating``, no code changes."""
+
+    code = models.CharField(_("ISO 3166 code"), max_length=2, unique=True)
+    participating = models.BooleanField(_("participating"), default=True)
+    languages = models.JSONField(_("languages"), default=list)
+    time_zones = models.JSONField(_("time zones"), default=list)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["code"]
+        verbose_name = _("member state")
+        verbose_name_plural = _("member states")
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def name(self) -> str:
+        """The state's common name from ISO 3166 (pycountry), in the active language."""
+        country = pycountry.countries.get(alpha_2=self.code)
+        if country is None:
+            return self.code
+        english = getattr(country, "common_name", None) or country.name
+        return _country_names(translation.get_language() or "en").gettext(english)
+
+
+class Sector(models.Model):
+    slug = models.SlugField(_("short name"), max_length=60, unique=True)
+    name = models.CharField(_("name"), max_length=120, unique=True)
+    builtin = models.BooleanField(default=False, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("sector")
+        verbose_name_plural = _("sectors")
+
+    def __str__(self) -> str:
+        return self.display_name
+
+    @property
+    def display_name(self) -> str:
+        # Built-in sectors are named in the reader's language; admins' own in their words.
+        labels = dict(BUILTIN_SECTORS)
+        return str(labels[self.slug]) if self.builtin and self.slug in labels else self.name
+
+
+class OrganisationProfile(models.Model):
+    """What the directory knows of an organisation beyond its account data in core."""
+
+    organisation = models.OneToOneField(Organisation, on_delete=models.CASCADE, related_name="profile")
+    kind = models.CharField(_("kind"), max_length=20, choices=OrganisationKind.choices)
+    state = models.ForeignKey(
+        MemberState,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="profiles",
+        verbose_name=_("state"),
+    )
+    sectors = models.ManyToManyField(Sector, blank=True, related_name="profiles", verbose_name=_("sectors"))
+    parent = models.ForeignKey(
+        Organisation,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="children",
+        verbose_name=_("parent organisation"),
+    )
+    hosting_node = models.CharField(
+        _("hosting node"),
+        max_length=200,
+        blank=True,
+        help_text=_("The Minga node where this organisation's people work; empty for this node."),
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["organisation__name"]
+        verbose_name = _("organisation profile")
+        verbose_name_plural = _("organisation profiles")
+
+    def __str__(self) -> str:
+        return f"{self.organisation} ({self.get_kind_display()})"

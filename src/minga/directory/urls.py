@@ -1,0 +1,13 @@
+from django.urls import path
+
+from minga.directory import views
+
+app_name = "directory"
+
+urlpatterns = [
+    path("", views.state_list, name="state_list"),
+    path("states/<str:code>/", views.state_detail, name="state_detail"),
+    path("states/<str:code>/participation/", views.state_participation, name="state_participation"),
+    path("organisations/<slug:short_name>/", views.profile_edit, name="profile"),
+    path("sectors/", views.sector_list, name="sector_list"),
+]

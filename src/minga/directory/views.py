@@ -1,0 +1,120 @@
+"""Directory pages: member states, a state's organisations, an organisation's profile, sectors."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_http_methods, require_POST
+
+from minga.core import access
+from minga.core.models import User
+from minga.core.services import can_manage_organisation
+from minga.directory import queries, services
+from minga.directory.choices import OrganisationKind
+from minga.directory.forms import ProfileForm, SectorForm
+from minga.directory.models import MemberState, OrganisationProfile, Sector
+
+
+def _user(request: HttpRequest) -> User:
+    return request.user  # type: ignore[return-value]
+
+
+@login_required
+def state_list(request: HttpRequest) -> HttpResponse:
+    states = sorted(queries.states_with_counts(request.user), key=lambda s: s.name)
+    return render(request, "directory/state_list.html", {"states": states})
+
+
+@login_required
+def state_detail(request: HttpRequest, code: str) -> HttpResponse:
+    state = get_object_or_404(MemberState, code=code.upper())
+    profiles = queries.profiles_visible_to(request.user).filter(state=state).prefetch_related("sectors")
+    by_kind = [(label, [p for p in profiles if p.kind == value]) for value, label in OrganisationKind.choices]
+    return render(
+        request,
+        "directory/state_detail.html",
+        {
+            "state": state,
+            "by_kind": [(label, group) for label, group in by_kind if group],
+            "count": len(profiles),
+        },
+    )
+
+
+@login_required
+@require_POST
+def state_participation(request: HttpRequest, code: str) -> HttpResponse:
+    state = get_object_or_404(MemberState, code=code.upper())
+    services.set_state_participation(_user(request), state, request.POST.get("participating") == "1")
+    messages.success(request, _("Saved."))
+    return redirect("directory:state_detail", code=state.code)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def profile_edit(request: HttpRequest, short_name: str) -> HttpResponse:
+    organisation = get_object_or_404(access.organisations_visible_to(request.user), short_name=short_name)
+    profile = OrganisationProfile.objects.filter(organisation=organisation).first()
+    can_edit = can_manage_organisation(_user(request), organisation)
+    initial = {}
+    if profile is not None:
+        initial = {
+            "kind": profile.kind,
+            "state": profile.state,
+            "sectors": list(profile.sectors.all()),
+            "parent": profile.parent,
+            "hosting_node": profile.hosting_node,
+        }
+    others = access.organisations_visible_to(request.user).exclude(pk=organisation.pk)
+    form = ProfileForm(
+        request.POST if request.method == "POST" else None, initial=initial, organisations=others
+    )
+    if request.method == "POST":
+        if not can_edit:
+            raise PermissionDenied(_("You may not change this organisation."))
+        if form.is_valid():
+            try:
+                services.update_profile(_user(request), organisation, **form.cleaned_data)
+            except ValidationError as exc:
+                for field, errors in exc.message_dict.items():
+                    form.add_error(field if field in form.fields else None, errors)
+            else:
+                messages.success(request, _("Profile saved."))
+                return redirect("directory:profile", short_name=organisation.short_name)
+    return render(
+        request,
+        "directory/profile.html",
+        {
+            "organisation": organisation,
+            "profile": profile,
+            "form": form,
+            "can_edit": can_edit,
+        },
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def sector_list(request: HttpRequest) -> HttpResponse:
+    form = SectorForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.add_sector(_user(request), form.cleaned_data["name"])
+        except ValidationError as exc:
+            form.add_error("name", exc.message_dict.get("name", exc.messages))
+        else:
+            messages.success(request, _("Sector added."))
+            return redirect("directory:sector_list")
+    return render(
+        request,
+        "directory/sector_list.html",
+        {
+            "sectors": Sector.objects.all(),
+            "form": form,
+            "can_add": _user(request).is_node_admin,
+        },
+    )
