@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from django.test import Client
+from django.utils import translation
 
 from minga.core import services
 from minga.core.choices import Role
@@ -15,6 +16,15 @@ from minga.core.models import Organisation, User
 
 PASSWORD = "correct horse battery staple 42"  # noqa: S105  (test accounts only)
 IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+@pytest.fixture(autouse=True)
+def _english_by_default() -> Any:
+    """Each test starts in English: a request through LocaleMiddleware leaves its language
+    active in the thread, which would otherwise leak into the next test."""
+    translation.activate("en")
+    yield
+    translation.deactivate()
 
 
 @pytest.fixture
