@@ -1,6 +1,6 @@
 """REST endpoints of the directory: member states, sectors and organisations' profiles."""
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest
@@ -11,7 +11,7 @@ from ninja.params import functions as param
 
 from minga.core import access
 from minga.core.api import ShortName, StrictInput
-from minga.core.models import User
+from minga.core.models import Organisation, User
 from minga.directory import queries, services
 from minga.directory.choices import OrganisationKind
 from minga.directory.models import MemberState, OrganisationProfile, Sector
@@ -146,3 +146,89 @@ def put_profile(request: HttpRequest, short_name: ShortName, payload: ProfileIn)
         parent=parent,
         hosting_node=payload.hosting_node,
     )
+
+
+# --- constituency and resolution -------------------------------------------------------------
+
+MAX_RESOLVE = 10_000
+
+
+class ConstituencyOut(Schema):
+    networks: list[str]
+    asns: list[int]
+    domains: list[str]
+
+
+class ConstituencyIn(StrictInput):
+    entries: list[Annotated[str, Field(max_length=300)]] = Field(
+        ...,
+        min_length=1,
+        max_length=10_000,
+        description="Networks (CIDR), AS numbers (64500 or AS64500) and domains, in any order",
+    )
+
+
+class ConstituencyDelete(StrictInput):
+    kind: Literal["network", "asn", "domain"]
+    value: str = Field(..., max_length=300)
+
+
+class ResolveIn(StrictInput):
+    ips: list[Annotated[str, Field(max_length=45)]] = Field(default_factory=list, max_length=MAX_RESOLVE)
+    asns: list[Annotated[int, Field(ge=0, le=4294967295)]] = Field(
+        default_factory=list, max_length=MAX_RESOLVE
+    )
+    domains: list[Annotated[str, Field(max_length=253)]] = Field(default_factory=list, max_length=MAX_RESOLVE)
+
+
+class Owner(Schema):
+    organisation: str
+    name: str
+
+
+class Resolution(Schema):
+    query: str
+    valid: bool
+    owners: list[Owner]
+
+
+class ResolveOut(Schema):
+    ips: list[Resolution]
+    asns: list[Resolution]
+    domains: list[Resolution]
+
+
+def _constituency(organisation: Organisation) -> dict[str, list]:
+    return {
+        "networks": list(organisation.networks.values_list("cidr", flat=True)),  # type: ignore[attr-defined]
+        "asns": list(organisation.asns.values_list("asn", flat=True)),  # type: ignore[attr-defined]
+        "domains": list(organisation.domains.values_list("domain", flat=True)),  # type: ignore[attr-defined]
+    }
+
+
+@router.get("/organisations/{short_name}/constituency", response=ConstituencyOut)
+def get_constituency(request: HttpRequest, short_name: ShortName) -> dict[str, list]:
+    return _constituency(
+        get_object_or_404(access.organisations_visible_to(request.user), short_name=short_name)
+    )
+
+
+@router.post("/organisations/{short_name}/constituency", response={201: ConstituencyOut})
+def add_constituency(request: HttpRequest, short_name: ShortName, payload: ConstituencyIn) -> Status:
+    """Add entries; if any is invalid, nothing is saved and every bad entry is named."""
+    organisation = get_object_or_404(access.organisations_visible_to(request.user), short_name=short_name)
+    services.add_constituency(_user(request), organisation, payload.entries)
+    return Status(201, _constituency(organisation))
+
+
+@router.post("/organisations/{short_name}/constituency/remove", response=ConstituencyOut)
+def remove_constituency(request: HttpRequest, short_name: ShortName, payload: ConstituencyDelete) -> dict:
+    organisation = get_object_or_404(access.organisations_visible_to(request.user), short_name=short_name)
+    services.remove_constituency(_user(request), organisation, payload.kind, payload.value)
+    return _constituency(organisation)
+
+
+@router.post("/resolve", response=ResolveOut)
+def resolve(request: HttpRequest, payload: ResolveIn) -> dict:
+    """Who answers for these IP addresses, AS numbers and domains (up to 10,000 of each)."""
+    return queries.resolve(request.user, ips=payload.ips, asns=payload.asns, domains=payload.domains)

@@ -105,3 +105,60 @@ class OrganisationProfile(models.Model):
 
     def __str__(self) -> str:
         return f"{self.organisation} ({self.get_kind_display()})"
+
+
+class ConstituencyNetwork(models.Model):
+    """An IPv4 or IPv6 network an organisation answers for. Overlaps are allowed: the most
+    specific network wins when an address is resolved."""
+
+    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="networks")
+    cidr = models.CharField(_("network"), max_length=43)
+    version = models.PositiveSmallIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["version", "cidr"]
+        constraints = [models.UniqueConstraint(fields=["organisation", "cidr"], name="one_network_per_org")]
+
+    def __str__(self) -> str:
+        return self.cidr
+
+
+class ConstituencyASN(models.Model):
+    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="asns")
+    asn = models.PositiveBigIntegerField(_("AS number"), db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["asn"]
+        constraints = [models.UniqueConstraint(fields=["organisation", "asn"], name="one_asn_per_org")]
+
+    def __str__(self) -> str:
+        return f"AS{self.asn}"
+
+
+class ConstituencyDomain(models.Model):
+    """A domain and all its subdomains, stored in its IDNA (ASCII) form."""
+
+    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="domains")
+    domain = models.CharField(_("domain"), max_length=253, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["domain"]
+        constraints = [models.UniqueConstraint(fields=["organisation", "domain"], name="one_domain_per_org")]
+
+    def __str__(self) -> str:
+        return self.domain
+
+
+class ConstituencyGeneration(models.Model):
+    """Replaced in the transaction of every constituency change: resolvers in every process
+    compare it with the generation they built their index from, and rebuild when it differs.
+    A random token rather than a counter: a restored backup cannot bring back a number that an
+    index was already built from."""
+
+    token = models.CharField(max_length=32)
+
+    def __str__(self) -> str:
+        return f"constituency generation {self.token}"

@@ -7,6 +7,8 @@ from typing import Any
 from django.db.models import Count, Q, QuerySet
 
 from minga.core import access
+from minga.core.models import Organisation
+from minga.directory import resolution
 from minga.directory.choices import OrganisationKind
 from minga.directory.models import MemberState, OrganisationProfile
 
@@ -28,3 +30,24 @@ def profiles_visible_to(user: Any) -> QuerySet[OrganisationProfile]:
     return OrganisationProfile.objects.filter(
         organisation__in=access.organisations_visible_to(user)
     ).select_related("organisation", "state", "parent")
+
+
+def resolve(user: Any, *, ips: list[str], asns: list[int], domains: list[str]) -> dict[str, list[dict]]:
+    """Resolve a batch against the constituency index. Owners the reader may not see are left
+    out (the directory is network-internal)."""
+    index = resolution.current()
+    visible = dict(access.organisations_visible_to(user).values_list("pk", "short_name"))
+    names = dict(Organisation.objects.filter(pk__in=visible).values_list("pk", "name")) if visible else {}
+
+    def answer(query: Any, owners: tuple[int, ...] | None) -> dict:
+        return {
+            "query": str(query),
+            "valid": owners is not None,
+            "owners": [{"organisation": visible[o], "name": names[o]} for o in owners or () if o in visible],
+        }
+
+    return {
+        "ips": [answer(q, o) for q, o in zip(ips, index.resolve_ips(ips), strict=True)],
+        "asns": [answer(q, o) for q, o in zip(asns, index.resolve_asns(asns), strict=True)],
+        "domains": [answer(q, o) for q, o in zip(domains, index.resolve_domains(domains), strict=True)],
+    }

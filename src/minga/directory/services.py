@@ -3,7 +3,9 @@ and writes its audit entry there."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
@@ -14,7 +16,16 @@ from minga.core import audit
 from minga.core.models import Organisation, User
 from minga.core.services import can_manage_organisation, is_node_admin
 from minga.directory.choices import OrganisationKind
-from minga.directory.models import MemberState, OrganisationProfile, Sector
+from minga.directory.constituency import ASN, DOMAIN, NETWORK, Entry, classify
+from minga.directory.models import (
+    ConstituencyASN,
+    ConstituencyDomain,
+    ConstituencyGeneration,
+    ConstituencyNetwork,
+    MemberState,
+    OrganisationProfile,
+    Sector,
+)
 
 
 @transaction.atomic
@@ -110,3 +121,92 @@ def _would_loop(organisation: Organisation, parent: Organisation) -> bool:
         profile = OrganisationProfile.objects.filter(organisation=current).select_related("parent").first()
         current = profile.parent if profile else None
     return False
+
+
+# --- constituency ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LineError:
+    line: int
+    text: str
+    reason: str
+
+
+class ConstituencyRejected(ValidationError):
+    """Some lines were not valid: nothing was saved. ``errors`` names each bad line."""
+
+    def __init__(self, errors: list[LineError]) -> None:
+        self.line_errors = errors
+        super().__init__(
+            [
+                _("Line %(line)d (%(text)s): %(reason)s")
+                % {"line": e.line, "text": e.text[:80], "reason": e.reason}
+                for e in errors
+            ]
+        )
+
+
+def _bump_generation() -> None:
+    ConstituencyGeneration.objects.update_or_create(pk=1, defaults={"token": uuid.uuid4().hex})
+
+
+@transaction.atomic
+def add_constituency(actor: User | None, organisation: Organisation, lines: Iterable[str]) -> list[Entry]:
+    """Add networks, AS numbers and domains (one per line) to an organisation's constituency:
+    its own admins or node admins. Every line is checked first; if any is bad, nothing is saved
+    and each bad line is reported. Audited as ``constituency.add``."""
+    if not can_manage_organisation(actor, organisation):
+        raise PermissionDenied(_("You may not change this organisation."))
+    entries: list[Entry] = []
+    errors: list[LineError] = []
+    for number, text in enumerate(lines, start=1):
+        if not text.strip() or text.lstrip().startswith("#"):
+            continue
+        try:
+            entries.append(classify(text))
+        except ValueError as exc:
+            errors.append(LineError(number, text.strip(), str(exc)))
+    if errors:
+        raise ConstituencyRejected(errors)
+    if not entries:
+        raise ValidationError(_("Give at least one network, AS number or domain."))
+    for entry in entries:
+        if entry.kind == NETWORK:
+            ConstituencyNetwork.objects.get_or_create(
+                organisation=organisation,
+                cidr=entry.value,
+                defaults={"version": 6 if ":" in entry.value else 4},
+            )
+        elif entry.kind == ASN:
+            ConstituencyASN.objects.get_or_create(organisation=organisation, asn=int(entry.value))
+        else:
+            ConstituencyDomain.objects.get_or_create(organisation=organisation, domain=entry.value)
+    _bump_generation()
+    audit.record(
+        "constituency.add",
+        actor=actor,
+        obj=organisation,
+        details={"entries": [f"{e.kind}:{e.value}" for e in entries][:500], "count": len(entries)},
+    )
+    return entries
+
+
+@transaction.atomic
+def remove_constituency(actor: User | None, organisation: Organisation, kind: str, value: str) -> None:
+    """Remove one network, AS number or domain from an organisation's constituency."""
+    if not can_manage_organisation(actor, organisation):
+        raise PermissionDenied(_("You may not change this organisation."))
+    models = {
+        NETWORK: (ConstituencyNetwork, "cidr"),
+        ASN: (ConstituencyASN, "asn"),
+        DOMAIN: (ConstituencyDomain, "domain"),
+    }
+    if kind not in models:
+        raise ValidationError(_("Unknown kind of constituency entry."))
+    model, field_name = models[kind]
+    deleted, _rows = model.objects.filter(organisation=organisation, **{field_name: value}).delete()  # type: ignore[attr-defined]
+    if not deleted:
+        raise ValidationError(_("%(value)s is not in this constituency.") % {"value": value})
+    _bump_generation()
+    audit.record("constituency.remove", actor=actor, obj=organisation, details={"entry": f"{kind}:{value}"})

@@ -9,5 +9,11 @@ urlpatterns = [
     path("states/<str:code>/", views.state_detail, name="state_detail"),
     path("states/<str:code>/participation/", views.state_participation, name="state_participation"),
     path("organisations/<slug:short_name>/", views.profile_edit, name="profile"),
+    path("organisations/<slug:short_name>/constituency/", views.constituency_add, name="constituency_add"),
+    path(
+        "organisations/<slug:short_name>/constituency/remove/",
+        views.constituency_remove,
+        name="constituency_remove",
+    ),
     path("sectors/", views.sector_list, name="sector_list"),
 ]

@@ -26,7 +26,19 @@ def _user(request: HttpRequest) -> User:
 @login_required
 def state_list(request: HttpRequest) -> HttpResponse:
     states = sorted(queries.states_with_counts(request.user), key=lambda s: s.name)
-    return render(request, "directory/state_list.html", {"states": states})
+    query = request.GET.get("who", "").strip()[:253]
+    answer = None
+    if query:
+        entry = query.upper().removeprefix("AS")
+        if entry.isdigit():
+            answer = queries.resolve(request.user, ips=[], asns=[min(int(entry), 2**32)], domains=[])["asns"][
+                0
+            ]
+        elif any(c in query for c in ".:") and (query.replace(".", "").isdigit() or ":" in query):
+            answer = queries.resolve(request.user, ips=[query], asns=[], domains=[])["ips"][0]
+        else:
+            answer = queries.resolve(request.user, ips=[], asns=[], domains=[query])["domains"][0]
+    return render(request, "directory/state_list.html", {"states": states, "who": query, "answer": answer})
 
 
 @login_required
@@ -93,8 +105,46 @@ def profile_edit(request: HttpRequest, short_name: str) -> HttpResponse:
             "profile": profile,
             "form": form,
             "can_edit": can_edit,
+            "networks": organisation.networks.all(),  # type: ignore[attr-defined]
+            "asns": organisation.asns.all(),  # type: ignore[attr-defined]
+            "domains": organisation.domains.all(),  # type: ignore[attr-defined]
         },
     )
+
+
+@login_required
+@require_POST
+def constituency_add(request: HttpRequest, short_name: str) -> HttpResponse:
+    organisation = get_object_or_404(access.organisations_visible_to(request.user), short_name=short_name)
+    lines = request.POST.get("entries", "")[:1_000_000].splitlines()
+    try:
+        entries = services.add_constituency(_user(request), organisation, lines)
+    except services.ConstituencyRejected as exc:
+        for error in exc.line_errors:
+            messages.error(
+                request,
+                _("Line %(line)d (%(text)s): %(reason)s")
+                % {"line": error.line, "text": error.text[:80], "reason": error.reason},
+            )
+        messages.error(request, _("Nothing was saved: correct these lines and try again."))
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(request, _("%(count)d entries added.") % {"count": len(entries)})
+    return redirect("directory:profile", short_name=organisation.short_name)
+
+
+@login_required
+@require_POST
+def constituency_remove(request: HttpRequest, short_name: str) -> HttpResponse:
+    organisation = get_object_or_404(access.organisations_visible_to(request.user), short_name=short_name)
+    try:
+        services.remove_constituency(
+            _user(request), organisation, request.POST.get("kind", ""), request.POST.get("value", "")[:300]
+        )
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    return redirect("directory:profile", short_name=organisation.short_name)
 
 
 @login_required
