@@ -37,6 +37,7 @@ from minga.core.forms import (
     TokenCreateForm,
     TotpCodeForm,
     UserCreateForm,
+    attach_service_errors,
 )
 from minga.core.models import ApiToken, AuditEntry, Membership, Organisation, User
 
@@ -63,15 +64,6 @@ def _require_node_admin(request: HttpRequest) -> None:
 
 def _page(request: HttpRequest, queryset: Any, per_page: int = 50) -> Any:
     return Paginator(queryset, per_page).get_page(request.GET.get("page"))
-
-
-def _form_errors(form: Any, exc: ValidationError) -> None:
-    """Attach a service's ValidationError to the form that caused it."""
-    if hasattr(exc, "error_dict"):
-        for field, errors in exc.message_dict.items():
-            form.add_error(field if field in form.fields else None, errors)
-    else:
-        form.add_error(None, exc.messages)
 
 
 def _safe_next(request: HttpRequest, fallback: str = "core:home") -> str:
@@ -247,7 +239,7 @@ def organisation_create(request: HttpRequest) -> HttpResponse:
         try:
             organisation = services.create_organisation(_user(request), **form.cleaned_data)
         except ValidationError as exc:
-            _form_errors(form, exc)
+            attach_service_errors(form, exc)
         else:
             messages.success(request, _("Organisation %(name)s created.") % {"name": organisation.name})
             return redirect("core:organisation_detail", short_name=organisation.short_name)
@@ -272,7 +264,7 @@ def organisation_edit(request: HttpRequest, short_name: str) -> HttpResponse:
         try:
             organisation = services.update_organisation(user, organisation, **form.cleaned_data)
         except ValidationError as exc:
-            _form_errors(form, exc)
+            attach_service_errors(form, exc)
         else:
             messages.success(request, _("Changes saved."))
             return redirect("core:organisation_detail", short_name=organisation.short_name)
@@ -436,7 +428,7 @@ def user_create(request: HttpRequest) -> HttpResponse:
         try:
             created = services.create_user(_user(request), **form.cleaned_data)
         except ValidationError as exc:
-            _form_errors(form, exc)
+            attach_service_errors(form, exc)
         except PermissionDenied:
             form.add_error("role", _("Only node admins may grant this role."))
         else:
@@ -483,7 +475,7 @@ def account(request: HttpRequest) -> HttpResponse:
         try:
             services.set_password(user, user, password_form.cleaned_data["new_password1"])
         except ValidationError as exc:
-            _form_errors(password_form, exc)
+            attach_service_errors(password_form, exc)
         else:
             update_session_auth_hash(request, user)
             messages.success(request, _("Password changed."))
@@ -513,7 +505,7 @@ def account_security(request: HttpRequest) -> HttpResponse:
         try:
             services.enable_totp(user, secret, form.cleaned_data["code"])
         except ValidationError as exc:
-            _form_errors(form, exc)
+            attach_service_errors(form, exc)
         else:
             del request.session[PENDING_TOTP_SECRET]
             messages.success(
@@ -548,7 +540,7 @@ def token_list(request: HttpRequest) -> HttpResponse:
                 expires_in_days=form.cleaned_data["expires_in_days"],
             )
         except ValidationError as exc:
-            _form_errors(form, exc)
+            attach_service_errors(form, exc)
         else:
             form = TokenCreateForm()
     response = render(

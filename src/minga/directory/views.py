@@ -11,6 +11,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
 from minga.core import access
+from minga.core.forms import attach_service_errors
 from minga.core.models import User
 from minga.core.services import can_manage_organisation
 from minga.directory import queries, services
@@ -92,8 +93,7 @@ def profile_edit(request: HttpRequest, short_name: str) -> HttpResponse:
             try:
                 services.update_profile(_user(request), organisation, **form.cleaned_data)
             except ValidationError as exc:
-                for field, errors in exc.message_dict.items():
-                    form.add_error(field if field in form.fields else None, errors)
+                attach_service_errors(form, exc)
             else:
                 messages.success(request, _("Profile saved."))
                 return redirect("directory:profile", short_name=organisation.short_name)
@@ -155,7 +155,7 @@ def sector_list(request: HttpRequest) -> HttpResponse:
         try:
             services.add_sector(_user(request), form.cleaned_data["name"])
         except ValidationError as exc:
-            form.add_error("name", exc.message_dict.get("name", exc.messages))
+            attach_service_errors(form, exc)
         else:
             messages.success(request, _("Sector added."))
             return redirect("directory:sector_list")
