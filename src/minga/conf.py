@@ -84,6 +84,16 @@ SETTINGS: tuple[Setting, ...] = (
         "MINGA_TASK_MAX_ATTEMPTS", "5", "Attempts of a failing background task before it is kept as failed."
     ),
     Setting("MINGA_LOG_LEVEL", "INFO", "Log level of the node's processes."),
+    Setting(
+        "MINGA_PUBLIC_URL",
+        "http://localhost:8000",
+        "The node's address as people reach it; used in links sent by e-mail.",
+    ),
+    Setting(
+        "MINGA_CONTACT_STALE_DAYS",
+        "180",
+        "Days after which a point of contact that was not confirmed counts as stale.",
+    ),
 )
 
 _DEFAULTS = {s.name: s.default for s in SETTINGS}

@@ -1,8 +1,9 @@
 """REST endpoints of the directory: member states, sectors and organisations' profiles."""
 
+from datetime import datetime
 from typing import Annotated, Literal
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
 from django.utils.translation import gettext as _
@@ -232,3 +233,75 @@ def remove_constituency(request: HttpRequest, short_name: ShortName, payload: Co
 def resolve(request: HttpRequest, payload: ResolveIn) -> dict:
     """Who answers for these IP addresses, AS numbers and domains (up to 10,000 of each)."""
     return queries.resolve(request.user, ips=payload.ips, asns=payload.asns, domains=payload.domains)
+
+
+# --- points of contact -----------------------------------------------------------------------
+
+
+class ContactOut(Schema):
+    id: int
+    organisation: str = Field(..., alias="organisation.short_name")
+    role: str
+    name: str
+    email: str
+    phone_numbers: list[str]
+    languages: list[str]
+    hours: str
+    time_zone: str
+    pgp_fingerprint: str
+    last_verified_at: datetime | None
+    is_stale: bool
+
+
+class ContactIn(StrictInput):
+    role: Literal["duty", "technical", "policy", "legal", "liaison"]
+    name: str = Field(..., min_length=1, max_length=200)
+    email: str = Field(..., max_length=254)
+    phone_numbers: list[Annotated[str, Field(max_length=40)]] = Field(default_factory=list, max_length=10)
+    languages: list[Annotated[str, Field(max_length=3)]] = Field(default_factory=list, max_length=10)
+    hours: str = Field("", max_length=200)
+    time_zone: str = Field("UTC", max_length=64)
+    pgp_fingerprint: str = Field("", max_length=100)
+    pgp_key: str = Field("", max_length=100_000)
+
+
+class Accepted(Schema):
+    detail: str
+
+
+@router.get("/organisations/{short_name}/contacts", response=list[ContactOut])
+def list_contacts(request: HttpRequest, short_name: ShortName) -> list:
+    """An organisation's points of contact (members of the network only)."""
+    organisation = get_object_or_404(access.organisations_visible_to(request.user), short_name=short_name)
+    return list(queries.contacts_visible_to(request.user).filter(organisation=organisation))
+
+
+@router.post("/organisations/{short_name}/contacts", response={201: ContactOut})
+def create_contact(request: HttpRequest, short_name: ShortName, payload: ContactIn) -> Status:
+    organisation = get_object_or_404(access.organisations_visible_to(request.user), short_name=short_name)
+    return Status(201, services.save_contact(_user(request), organisation, **payload.dict()))
+
+
+@router.delete("/contacts/{contact_id}", response={204: None})
+def delete_contact(request: HttpRequest, contact_id: int) -> Status:
+    contact = get_object_or_404(queries.contacts_visible_to(request.user), pk=contact_id)
+    services.remove_contact(_user(request), contact)
+    return Status(204, None)
+
+
+@router.post("/contacts/{contact_id}/request-confirmation", response={202: Accepted})
+def request_contact_confirmation(request: HttpRequest, contact_id: int) -> Status:
+    """E-mail the contact a one-click link to confirm their details."""
+    contact = get_object_or_404(queries.contacts_visible_to(request.user), pk=contact_id)
+    services.request_confirmation(_user(request), contact)
+    return Status(
+        202, {"detail": _("A confirmation request will be e-mailed to %(email)s.") % {"email": contact.email}}
+    )
+
+
+@router.get("/stale-contacts", response=list[ContactOut])
+def list_stale_contacts(request: HttpRequest) -> list:
+    """Contacts not confirmed within MINGA_CONTACT_STALE_DAYS (node admins, the coordinators)."""
+    if not _user(request).is_node_admin:
+        raise PermissionDenied(_("Only node admins may see this list."))
+    return list(queries.stale_contacts(request.user)[:5000])

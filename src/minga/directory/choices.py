@@ -14,6 +14,14 @@ class OrganisationKind(models.TextChoices):
     INTERNATIONAL = "international", _("International organisation")
 
 
+class ContactRole(models.TextChoices):
+    DUTY = "duty", _("24/7 duty")
+    TECHNICAL = "technical", _("Technical")
+    POLICY = "policy", _("Policy")
+    LEGAL = "legal", _("Legal")
+    LIAISON = "liaison", _("Law-enforcement liaison")
+
+
 # The sectors the network names (CICTE 2016), seeded at installation; admins add more.
 BUILTIN_SECTORS = [
     ("digital-government", _("Digital government")),

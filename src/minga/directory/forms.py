@@ -5,7 +5,7 @@ from django.utils.translation import gettext_lazy as _
 
 from minga.core.forms import ModelChoiceField, ModelMultipleChoiceField
 from minga.core.models import Organisation
-from minga.directory.choices import OrganisationKind
+from minga.directory.choices import ContactRole, OrganisationKind
 from minga.directory.models import MemberState, Sector
 
 
@@ -35,3 +35,37 @@ class ProfileForm(forms.Form):
 
 class SectorForm(forms.Form):
     name = forms.CharField(label=_("Name"), min_length=2, max_length=120)
+
+
+class ContactForm(forms.Form):
+    role = forms.ChoiceField(label=_("Role"), choices=ContactRole.choices)
+    name = forms.CharField(label=_("Name"), max_length=200)
+    email = forms.CharField(label=_("E-mail"), max_length=254)
+    phone_numbers = forms.CharField(
+        label=_("Phone numbers"),
+        required=False,
+        max_length=500,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text=_("One per line, international format: +598 2 123 4567."),
+    )
+    languages = forms.CharField(
+        label=_("Languages"),
+        required=False,
+        max_length=100,
+        help_text=_("ISO 639 codes separated by commas: es, en."),
+    )
+    hours = forms.CharField(label=_("Hours"), required=False, max_length=200)
+    time_zone = forms.CharField(label=_("Time zone"), max_length=64, initial="UTC")
+    pgp_key = forms.CharField(
+        label=_("OpenPGP public key"),
+        required=False,
+        max_length=100_000,
+        widget=forms.Textarea(attrs={"rows": 3}),
+    )
+    pgp_fingerprint = forms.CharField(label=_("OpenPGP fingerprint"), required=False, max_length=100)
+
+    def service_fields(self) -> dict[str, Any]:
+        data = dict(self.cleaned_data)
+        data["phone_numbers"] = data["phone_numbers"].splitlines()
+        data["languages"] = [code for code in data["languages"].split(",") if code.strip()]
+        return data

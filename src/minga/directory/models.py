@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import gettext
+from datetime import timedelta
 from functools import cache
 
 import pycountry
+from django.conf import settings
 from django.db import models
-from django.utils import translation
+from django.utils import timezone, translation
 from django.utils.translation import gettext_lazy as _
 
 from minga.core.models import Organisation
-from minga.directory.choices import BUILTIN_SECTORS, OrganisationKind
+from minga.directory.choices import BUILTIN_SECTORS, ContactRole, OrganisationKind
 
 
 @cache
@@ -162,3 +164,36 @@ class ConstituencyGeneration(models.Model):
 
     def __str__(self) -> str:
         return f"constituency generation {self.token}"
+
+
+class PointOfContact(models.Model):
+    """Someone to call or write to at an organisation, kept current by periodic confirmation.
+    Personal data: readable by members of the network only (``queries.contacts_visible_to``)."""
+
+    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="contacts")
+    role = models.CharField(_("role"), max_length=20, choices=ContactRole.choices)
+    name = models.CharField(_("name"), max_length=200)
+    email = models.EmailField(_("e-mail"))
+    phone_numbers = models.JSONField(_("phone numbers"), default=list, blank=True)  # E.164
+    languages = models.JSONField(_("languages"), default=list, blank=True)
+    hours = models.CharField(_("hours"), max_length=200, blank=True)
+    time_zone = models.CharField(_("time zone"), max_length=64, default="UTC")
+    pgp_fingerprint = models.CharField(_("OpenPGP fingerprint"), max_length=64, blank=True)
+    pgp_key = models.TextField(_("OpenPGP public key"), blank=True)
+    last_verified_at = models.DateTimeField(_("last confirmed"), null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["organisation__name", "role", "name"]
+        verbose_name = _("point of contact")
+        verbose_name_plural = _("points of contact")
+        indexes = [models.Index(fields=["role", "last_verified_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_role_display()}, {self.organisation.short_name})"
+
+    @property
+    def is_stale(self) -> bool:
+        limit = timezone.now() - timedelta(days=settings.MINGA_CONTACT_STALE_DAYS)
+        return self.last_verified_at is None or self.last_verified_at < limit

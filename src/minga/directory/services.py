@@ -6,15 +6,18 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.utils import timezone
 from django.utils.text import slugify
 from django.utils.translation import gettext as _
 
 from minga.core import audit
 from minga.core.models import Organisation, User
 from minga.core.services import can_manage_organisation, is_node_admin
+from minga.directory import contacts
 from minga.directory.choices import OrganisationKind
 from minga.directory.constituency import ASN, DOMAIN, NETWORK, Entry, classify
 from minga.directory.models import (
@@ -24,6 +27,7 @@ from minga.directory.models import (
     ConstituencyNetwork,
     MemberState,
     OrganisationProfile,
+    PointOfContact,
     Sector,
 )
 
@@ -210,3 +214,78 @@ def remove_constituency(actor: User | None, organisation: Organisation, kind: st
         raise ValidationError(_("%(value)s is not in this constituency.") % {"value": value})
     _bump_generation()
     audit.record("constituency.remove", actor=actor, obj=organisation, details={"entry": f"{kind}:{value}"})
+
+
+# --- points of contact -----------------------------------------------------------------------
+
+
+@transaction.atomic
+def save_contact(
+    actor: User | None, organisation: Organisation, contact: PointOfContact | None = None, **fields: Any
+) -> PointOfContact:
+    """Create or change a point of contact: the organisation's admins or node admins. Fields
+    are validated together (E.164 phones, OpenPGP fingerprint against the key). The audit
+    entry names the changed fields, not their values: contacts are personal data."""
+    if not can_manage_organisation(actor, organisation):
+        raise PermissionDenied(_("You may not change this organisation."))
+    data = contacts.clean_contact(**fields)
+    created = contact is None
+    if contact is None:
+        contact = PointOfContact(organisation=organisation)
+    elif contact.organisation_id != organisation.pk:
+        raise PermissionDenied(_("This contact belongs to another organisation."))
+    changed = [name for name, value in vars(data).items() if getattr(contact, name, None) != value]
+    for name, value in vars(data).items():
+        setattr(contact, name, value)
+    contact.save()
+    audit.record(
+        "contact.create" if created else "contact.update",
+        actor=actor,
+        obj=contact,
+        organisation=organisation,
+        details={"fields": changed},
+    )
+    return contact
+
+
+@transaction.atomic
+def remove_contact(actor: User | None, contact: PointOfContact) -> None:
+    if not can_manage_organisation(actor, contact.organisation):
+        raise PermissionDenied(_("You may not change this organisation."))
+    audit.record(
+        "contact.remove",
+        actor=actor,
+        obj=contact,
+        organisation=contact.organisation,
+        details={"role": contact.role},
+    )
+    contact.delete()
+
+
+@transaction.atomic
+def confirm_contact(
+    contact: PointOfContact, *, actor: User | None = None, via: str = "link"
+) -> PointOfContact:
+    """Record that the contact's details are current (from the signed link, or by an admin)."""
+    if actor is not None and not can_manage_organisation(actor, contact.organisation):
+        raise PermissionDenied(_("You may not change this organisation."))
+    contact.last_verified_at = timezone.now()
+    contact.save(update_fields=["last_verified_at", "updated_at"])
+    audit.record(
+        "contact.confirm", actor=actor, obj=contact, organisation=contact.organisation, details={"via": via}
+    )
+    return contact
+
+
+@transaction.atomic
+def request_confirmation(actor: User | None, contact: PointOfContact) -> None:
+    """Ask the contact to confirm their details: an e-mail with a signed one-click link, sent
+    by a background task enqueued in this transaction. Node admins and the organisation's admins."""
+    if not can_manage_organisation(actor, contact.organisation):
+        raise PermissionDenied(_("You may not change this organisation."))
+    from minga.directory.tasks import send_confirmation_request
+
+    send_confirmation_request.enqueue(contact.pk)
+    audit.record(
+        "contact.confirmation_requested", actor=actor, obj=contact, organisation=contact.organisation
+    )

@@ -15,5 +15,9 @@ urlpatterns = [
         views.constituency_remove,
         name="constituency_remove",
     ),
+    path("organisations/<slug:short_name>/contacts/", views.contact_add, name="contact_add"),
+    path("contacts/<int:pk>/", views.contact_action, name="contact_action"),
+    path("coordination/", views.coordination, name="coordination"),
+    path("confirm/<str:token>/", views.confirm_contact, name="confirm_contact"),
     path("sectors/", views.sector_list, name="sector_list"),
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -14,10 +15,10 @@ from minga.core import access
 from minga.core.forms import attach_service_errors
 from minga.core.models import User
 from minga.core.services import can_manage_organisation
-from minga.directory import queries, services
+from minga.directory import contacts, queries, services
 from minga.directory.choices import OrganisationKind
-from minga.directory.forms import ProfileForm, SectorForm
-from minga.directory.models import MemberState, OrganisationProfile, Sector
+from minga.directory.forms import ContactForm, ProfileForm, SectorForm
+from minga.directory.models import MemberState, OrganisationProfile, PointOfContact, Sector
 
 
 def _user(request: HttpRequest) -> User:
@@ -108,8 +109,93 @@ def profile_edit(request: HttpRequest, short_name: str) -> HttpResponse:
             "networks": organisation.networks.all(),  # type: ignore[attr-defined]
             "asns": organisation.asns.all(),  # type: ignore[attr-defined]
             "domains": organisation.domains.all(),  # type: ignore[attr-defined]
+            "contacts": queries.contacts_visible_to(request.user).filter(organisation=organisation),
+            "contact_form": ContactForm() if can_edit else None,
+            "contact_actions": [
+                ("confirm", _("Confirm now")),
+                ("request", _("Ask to confirm")),
+                ("remove", _("Remove")),
+            ],
         },
     )
+
+
+def _contact(request: HttpRequest, pk: int) -> PointOfContact:
+    return get_object_or_404(queries.contacts_visible_to(request.user).select_related("organisation"), pk=pk)
+
+
+@login_required
+@require_POST
+def contact_add(request: HttpRequest, short_name: str) -> HttpResponse:
+    organisation = get_object_or_404(access.organisations_visible_to(request.user), short_name=short_name)
+    form = ContactForm(request.POST)
+    if form.is_valid():
+        try:
+            services.save_contact(_user(request), organisation, **form.service_fields())
+        except ValidationError as exc:
+            attach_service_errors(form, exc)
+    if form.errors:
+        for field, errors in form.errors.items():
+            label = form.fields[field].label if field in form.fields else ""
+            text = " ".join(str(error) for error in errors)
+            messages.error(request, f"{label}: {text}" if label else text)
+    else:
+        messages.success(request, _("Contact added."))
+    return redirect("directory:profile", short_name=organisation.short_name)
+
+
+@login_required
+@require_POST
+def contact_action(request: HttpRequest, pk: int) -> HttpResponse:
+    """Remove a contact, confirm it now, or e-mail it a confirmation link."""
+    contact = _contact(request, pk)
+    action = request.POST.get("action")
+    if action == "remove":
+        services.remove_contact(_user(request), contact)
+        messages.success(request, _("Contact removed."))
+    elif action == "confirm":
+        services.confirm_contact(contact, actor=_user(request), via="admin")
+        messages.success(request, _("Contact confirmed."))
+    elif action == "request":
+        services.request_confirmation(_user(request), contact)
+        messages.success(
+            request, _("A confirmation request will be e-mailed to %(email)s.") % {"email": contact.email}
+        )
+    else:
+        messages.error(request, _("Unknown action."))
+    if request.POST.get("back") == "coordination":
+        return redirect("directory:coordination")
+    return redirect("directory:profile", short_name=contact.organisation.short_name)
+
+
+@login_required
+def coordination(request: HttpRequest) -> HttpResponse:
+    """The coordinator's view: stale contacts and states without a confirmed 24/7 contact."""
+    if not _user(request).is_node_admin:
+        raise PermissionDenied(_("Only node admins may see this page."))
+    return render(
+        request,
+        "directory/coordination.html",
+        {
+            "stale": queries.stale_contacts(request.user)[:500],
+            "uncovered": sorted(
+                queries.states_without_confirmed_duty_contact(request.user), key=lambda s: s.name
+            ),
+            "stale_days": settings.MINGA_CONTACT_STALE_DAYS,
+        },
+    )
+
+
+@require_http_methods(["GET", "POST"])
+def confirm_contact(request: HttpRequest, token: str) -> HttpResponse:
+    """The one-click link e-mailed to a contact: no account needed, the signed token is the key."""
+    contact = contacts.contact_for_token(token)
+    if contact is None:
+        return render(request, "directory/confirm.html", {"invalid": True}, status=404)
+    if request.method == "POST":
+        services.confirm_contact(contact, via="link")
+        return render(request, "directory/confirm.html", {"contact": contact, "done": True})
+    return render(request, "directory/confirm.html", {"contact": contact})
 
 
 @login_required
