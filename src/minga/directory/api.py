@@ -182,9 +182,16 @@ class ResolveIn(StrictInput):
     domains: list[Annotated[str, Field(max_length=253)]] = Field(default_factory=list, max_length=MAX_RESOLVE)
 
 
+class DutyContact(Schema):
+    name: str
+    email: str
+    phone_numbers: list[str]
+
+
 class Owner(Schema):
     organisation: str
     name: str
+    duty_contacts: list[DutyContact] = Field(..., description="24/7 contacts (members of the network only)")
 
 
 class Resolution(Schema):

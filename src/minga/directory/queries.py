@@ -10,7 +10,6 @@ from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from minga.core import access
-from minga.core.models import Organisation
 from minga.directory import resolution
 from minga.directory.choices import ContactRole, OrganisationKind
 from minga.directory.models import MemberState, OrganisationProfile, PointOfContact
@@ -39,20 +38,39 @@ def resolve(user: Any, *, ips: list[str], asns: list[int], domains: list[str]) -
     """Resolve a batch against the constituency index. Owners the reader may not see are left
     out (the directory is network-internal)."""
     index = resolution.current()
-    visible = dict(access.organisations_visible_to(user).values_list("pk", "short_name"))
-    names = dict(Organisation.objects.filter(pk__in=visible).values_list("pk", "name")) if visible else {}
+    found: dict[str, list[tuple[int, ...] | None]] = {
+        "ips": index.resolve_ips(ips),
+        "asns": index.resolve_asns(asns),
+        "domains": index.resolve_domains(domains),
+    }
+    owner_ids = {o for answers in found.values() for owners in answers for o in owners or ()}
+    organisations = {org.pk: org for org in access.organisations_visible_to(user).filter(pk__in=owner_ids)}
+    # Whom to call: each owner's 24/7 contacts, for readers allowed to see contacts.
+    duty: dict[int, list[dict[str, Any]]] = {}
+    for contact in contacts_visible_to(user).filter(role=ContactRole.DUTY, organisation_id__in=organisations):
+        duty.setdefault(contact.organisation_id, []).append(
+            {"name": contact.name, "email": contact.email, "phone_numbers": contact.phone_numbers}
+        )
 
     def answer(query: Any, owners: tuple[int, ...] | None) -> dict:
         return {
             "query": str(query),
             "valid": owners is not None,
-            "owners": [{"organisation": visible[o], "name": names[o]} for o in owners or () if o in visible],
+            "owners": [
+                {
+                    "organisation": organisations[o].short_name,
+                    "name": organisations[o].name,
+                    "duty_contacts": duty.get(o, []),
+                }
+                for o in owners or ()
+                if o in organisations
+            ],
         }
 
+    queries: dict[str, list[Any]] = {"ips": ips, "asns": asns, "domains": domains}
     return {
-        "ips": [answer(q, o) for q, o in zip(ips, index.resolve_ips(ips), strict=True)],
-        "asns": [answer(q, o) for q, o in zip(asns, index.resolve_asns(asns), strict=True)],
-        "domains": [answer(q, o) for q, o in zip(domains, index.resolve_domains(domains), strict=True)],
+        kind: [answer(q, o) for q, o in zip(queries[kind], answers, strict=True)]
+        for kind, answers in found.items()
     }
 
 

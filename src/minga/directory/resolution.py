@@ -146,7 +146,7 @@ class Index:
                 results[i] = None
         return results
 
-    def resolve_asns(self, numbers: Sequence[int]) -> list[Owners]:
+    def resolve_asns(self, numbers: Sequence[int]) -> list[Owners | None]:
         return [self.asns.get(int(n), NO_OWNER) for n in numbers]
 
     def resolve_domains(self, names: Sequence[str]) -> list[Owners | None]:

@@ -140,7 +140,11 @@ def test_resolve_api_answers_members_and_hides_everything_from_outsiders(csirt, 
         .post("/api/v1/directory/resolve", body, content_type="application/json", headers=bearer(boss))
         .json()
     )
-    assert [a["owners"] for a in answer["ips"]] == [[{"organisation": "csirt-x", "name": org.name}], [], []]
+    assert [a["owners"] for a in answer["ips"]] == [
+        [{"organisation": "csirt-x", "name": org.name, "duty_contacts": []}],
+        [],
+        [],
+    ]
     assert answer["ips"][2]["valid"] is False
     assert answer["asns"][0]["owners"][0]["organisation"] == "csirt-x"
     assert answer["domains"][0]["owners"][0]["organisation"] == "csirt-x"

@@ -203,3 +203,24 @@ def test_contact_pages(team, login_client):
     client.post(f"/directory/contacts/{contact.pk}/", {"action": "remove"})
     assert not PointOfContact.objects.exists()
     assert User.objects.filter(username="boss").exists()
+
+
+def test_resolution_names_whom_to_call(team, bearer, make_org, make_user):
+    org, boss = team
+    services.save_contact(boss, org, **duty())
+    services.add_constituency(boss, org, ["8.8.8.0/24"])
+    member = make_user("member", make_org("other"))
+    answer = (
+        Client()
+        .post(
+            "/api/v1/directory/resolve",
+            {"ips": ["8.8.8.8"]},
+            content_type="application/json",
+            headers=bearer(member),
+        )
+        .json()
+    )
+    (owner,) = answer["ips"][0]["owners"]
+    assert owner["duty_contacts"] == [
+        {"name": "Duty officer", "email": "duty@csirt.example", "phone_numbers": ["+59829151234"]}
+    ]
