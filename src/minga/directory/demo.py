@@ -19,8 +19,39 @@ PROFILES = [
 ]
 
 
+# (organisation, role, name, languages, phone: the ITU's example number of its state, confirmed?)
+CONTACTS = [
+    ("demo-csirt-andina", "duty", "Andina duty desk (demo)", ["es"], "+5111234567", True),
+    ("demo-csirt-andina", "technical", "Andina malware team (demo)", ["es", "en"], "+5111234567", False),
+    ("demo-cert-caribe", "duty", "Caribe duty officer (demo)", ["en"], "+18765230123", False),
+    ("demo-police-sur", "liaison", "Sur cybercrime liaison (demo)", ["es"], "+59821231234", True),
+    ("demo-grid-norte", "technical", "Norte SOC (demo)", ["es"], "+522001234567", True),
+]
+
+
 @transaction.atomic
 def load() -> None:
+    _load_profiles()
+    for short_name, role, name, languages, phone, confirmed in CONTACTS:
+        organisation = Organisation.objects.filter(short_name=short_name).first()
+        if organisation is None or organisation.contacts.filter(name=name).exists():  # type: ignore[attr-defined]
+            continue
+        contact = services.save_contact(
+            None,
+            organisation,
+            role=role,
+            name=name,
+            email=f"{role}@{short_name}.example.org",
+            phone_numbers=[phone],
+            languages=languages,
+            hours="24/7" if role == "duty" else "",
+            time_zone="UTC",
+        )
+        if confirmed:  # the others stay unconfirmed, so the coordinator's view has work to show
+            services.confirm_contact(contact, via="demo")
+
+
+def _load_profiles() -> None:
     for short_name, kind, state_code, sector_slugs in PROFILES:
         organisation = Organisation.objects.filter(short_name=short_name).first()
         if organisation is None or OrganisationProfile.objects.filter(organisation=organisation).exists():
