@@ -90,6 +90,11 @@ SETTINGS: tuple[Setting, ...] = (
         "The node's address as people reach it; used in links sent by e-mail.",
     ),
     Setting(
+        "MINGA_NODE_ORGANISATION",
+        "",
+        "Short name of the organisation that runs this node: its contacts publish /.well-known/security.txt.",
+    ),
+    Setting(
         "MINGA_CONTACT_STALE_DAYS",
         "180",
         "Days after which a point of contact that was not confirmed counts as stale.",

@@ -2,6 +2,7 @@ from django.urls import include, path
 
 from minga.api import api
 from minga.core import views as core_views
+from minga.directory import views as directory_views
 
 urlpatterns = [
     path("healthz", core_views.healthz, name="healthz"),
@@ -9,6 +10,7 @@ urlpatterns = [
     path("api/v1/", api.urls),
     path("i18n/", include("django.conf.urls.i18n")),
     path("directory/", include("minga.directory.urls")),
+    path(".well-known/security.txt", directory_views.well_known_security_txt, name="security_txt"),
     path("", include("minga.core.urls")),
 ]
 

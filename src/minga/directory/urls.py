@@ -19,5 +19,10 @@ urlpatterns = [
     path("contacts/<int:pk>/", views.contact_action, name="contact_action"),
     path("coordination/", views.coordination, name="coordination"),
     path("confirm/<str:token>/", views.confirm_contact, name="confirm_contact"),
+    path(
+        "organisations/<slug:short_name>/security.txt",
+        views.organisation_security_txt,
+        name="organisation_security_txt",
+    ),
     path("sectors/", views.sector_list, name="sector_list"),
 ]

@@ -13,9 +13,9 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from minga.core import access
 from minga.core.forms import attach_service_errors
-from minga.core.models import User
+from minga.core.models import Organisation, User
 from minga.core.services import can_manage_organisation
-from minga.directory import contacts, queries, services
+from minga.directory import contacts, queries, securitytxt, services
 from minga.directory.choices import OrganisationKind
 from minga.directory.forms import ContactForm, ProfileForm, SectorForm
 from minga.directory.models import MemberState, OrganisationProfile, PointOfContact, Sector
@@ -254,3 +254,30 @@ def sector_list(request: HttpRequest) -> HttpResponse:
             "can_add": _user(request).is_node_admin,
         },
     )
+
+
+def _security_txt(organisation: Organisation, canonical: str) -> HttpResponse:
+    return HttpResponse(securitytxt.render(organisation, canonical), content_type="text/plain; charset=utf-8")
+
+
+@require_http_methods(["GET", "HEAD"])
+def well_known_security_txt(request: HttpRequest) -> HttpResponse:
+    """The node's own security.txt: public by design (RFC 9116)."""
+    organisation = Organisation.objects.filter(short_name=settings.MINGA_NODE_ORGANISATION).first()
+    if not settings.MINGA_NODE_ORGANISATION or organisation is None:
+        return HttpResponse(
+            "# This node has not named its organisation (MINGA_NODE_ORGANISATION).\n",
+            content_type="text/plain; charset=utf-8",
+            status=404,
+        )
+    return _security_txt(organisation, settings.MINGA_PUBLIC_URL + "/.well-known/security.txt")
+
+
+@login_required
+def organisation_security_txt(request: HttpRequest, short_name: str) -> HttpResponse:
+    """Any organisation's security.txt, for members of the network to copy or compare."""
+    organisation = get_object_or_404(access.organisations_visible_to(request.user), short_name=short_name)
+    if not access.reader_for(request.user).is_network_member:
+        raise PermissionDenied(_("Only members of the network may see this page."))
+    url = settings.MINGA_PUBLIC_URL + request.path
+    return _security_txt(organisation, url)

@@ -224,3 +224,39 @@ def test_resolution_names_whom_to_call(team, bearer, make_org, make_user):
     assert owner["duty_contacts"] == [
         {"name": "Duty officer", "email": "duty@csirt.example", "phone_numbers": ["+59829151234"]}
     ]
+
+
+def test_security_txt_follows_rfc_9116(team, settings, make_org, make_user, login_client):
+    org, boss = team
+    assert Client().get("/.well-known/security.txt").status_code == 404  # no node organisation named
+    settings.MINGA_NODE_ORGANISATION = "csirt-uy"
+    before_contacts = Client().get("/.well-known/security.txt").content.decode()
+    assert "Contact: mailto:boss@example.org" in before_contacts  # admins until it has contacts
+    services.save_contact(boss, org, **duty(languages=["es", "en"]))
+    services.save_contact(boss, org, **duty(role="technical", name="Tech", email="tech@csirt.example"))
+    services.save_contact(boss, org, **duty(role="legal", name="Lawyer", email="legal@csirt.example"))
+    response = Client().get("/.well-known/security.txt")
+    assert response["Content-Type"].startswith("text/plain")
+    fields = [
+        line.split(": ", 1) for line in response.content.decode().splitlines() if not line.startswith("#")
+    ]
+    assert [value for name, value in fields if name == "Contact"] == [
+        "mailto:duty@csirt.example",
+        "mailto:tech@csirt.example",
+    ]
+    (expires,) = [value for name, value in fields if name == "Expires"]
+    assert (
+        timezone.now()
+        < timezone.datetime.fromisoformat(expires.replace("Z", "+00:00"))
+        < (timezone.now() + timedelta(days=366))
+    )
+    assert ("Preferred-Languages", "es, en") in [tuple(f) for f in fields]
+    assert ("Canonical", f"{settings.MINGA_PUBLIC_URL}/.well-known/security.txt") in [
+        tuple(f) for f in fields
+    ]
+    assert "Duty officer" not in response.content.decode() and "+598" not in response.content.decode()
+    page = login_client(make_user("member", make_org("other"))).get(
+        "/directory/organisations/csirt-uy/security.txt"
+    )
+    assert page.status_code == 200 and b"mailto:duty@csirt.example" in page.content
+    assert Client().get("/directory/organisations/csirt-uy/security.txt").status_code == 302
