@@ -6,7 +6,7 @@ from django.utils.translation import gettext_lazy as _
 from minga.core.forms import ModelChoiceField, ModelMultipleChoiceField
 from minga.core.models import Organisation
 from minga.directory.choices import ContactRole, OrganisationKind
-from minga.directory.models import MemberState, Sector
+from minga.directory.models import MemberState, Sector, TeamProfile
 
 
 class ProfileForm(forms.Form):
@@ -69,3 +69,12 @@ class ContactForm(forms.Form):
         data["phone_numbers"] = data["phone_numbers"].splitlines()
         data["languages"] = [code for code in data["languages"].split(",") if code.strip()]
         return data
+
+
+class TeamProfileForm(forms.ModelForm):
+    class Meta:
+        model = TeamProfile
+        fields = list(TeamProfile.EDITABLE)
+        widgets = {
+            name: forms.Textarea(attrs={"rows": 3}) for name in TeamProfile.EDITABLE if name != "hours"
+        }

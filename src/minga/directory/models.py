@@ -197,3 +197,47 @@ class PointOfContact(models.Model):
     def is_stale(self) -> bool:
         limit = timezone.now() - timedelta(days=settings.MINGA_CONTACT_STALE_DAYS)
         return self.last_verified_at is None or self.last_verified_at < limit
+
+
+class TeamProfile(models.Model):
+    """What a team publishes about itself, in the sections of RFC 2350 (Expectations for Computer
+    Security Incident Response). Contacts, keys and constituency come from the directory."""
+
+    organisation = models.OneToOneField(Organisation, on_delete=models.CASCADE, related_name="team_profile")
+    address = models.TextField(_("postal address"), blank=True)
+    hours = models.CharField(_("operating hours"), max_length=200, blank=True)
+    mission = models.TextField(_("mission statement"), blank=True)
+    constituency_description = models.TextField(_("constituency"), blank=True)
+    sponsorship = models.TextField(_("sponsorship and affiliation"), blank=True)
+    authority = models.TextField(_("authority"), blank=True)
+    incident_types = models.TextField(_("types of incidents and level of support"), blank=True)
+    disclosure_policy = models.TextField(
+        _("co-operation, interaction and disclosure of information"), blank=True
+    )
+    communication_policy = models.TextField(_("communication and authentication"), blank=True)
+    services = models.TextField(_("services"), blank=True)
+    reporting = models.TextField(_("incident reporting forms"), blank=True)
+    disclaimers = models.TextField(_("disclaimers"), blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    EDITABLE = (
+        "address",
+        "hours",
+        "mission",
+        "constituency_description",
+        "sponsorship",
+        "authority",
+        "incident_types",
+        "disclosure_policy",
+        "communication_policy",
+        "services",
+        "reporting",
+        "disclaimers",
+    )
+
+    class Meta:
+        verbose_name = _("team profile (RFC 2350)")
+        verbose_name_plural = _("team profiles (RFC 2350)")
+
+    def __str__(self) -> str:
+        return f"RFC 2350: {self.organisation}"

@@ -29,6 +29,7 @@ from minga.directory.models import (
     OrganisationProfile,
     PointOfContact,
     Sector,
+    TeamProfile,
 )
 
 
@@ -289,3 +290,23 @@ def request_confirmation(actor: User | None, contact: PointOfContact) -> None:
     audit.record(
         "contact.confirmation_requested", actor=actor, obj=contact, organisation=contact.organisation
     )
+
+
+@transaction.atomic
+def save_team_profile(actor: User | None, organisation: Organisation, **fields: str) -> TeamProfile:
+    """Set the RFC 2350 sections of a team: its own admins or node admins. Audited with the
+    names of the sections changed."""
+    if not can_manage_organisation(actor, organisation):
+        raise PermissionDenied(_("You may not change this organisation."))
+    unknown = set(fields) - set(TeamProfile.EDITABLE)
+    if unknown:
+        raise ValidationError(_("Unknown fields: %(fields)s") % {"fields": ", ".join(sorted(unknown))})
+    team, _created = TeamProfile.objects.get_or_create(organisation=organisation)
+    changed = [name for name, value in fields.items() if getattr(team, name) != value.strip()]
+    for name, value in fields.items():
+        setattr(team, name, value.strip())
+    team.full_clean(exclude=["organisation"])
+    team.save()
+    if changed:
+        audit.record("team_profile.update", actor=actor, obj=organisation, details={"sections": changed})
+    return team

@@ -24,5 +24,7 @@ urlpatterns = [
         views.organisation_security_txt,
         name="organisation_security_txt",
     ),
+    path("organisations/<slug:short_name>/team/", views.team_profile, name="team_profile"),
+    path("organisations/<slug:short_name>/rfc2350.txt", views.rfc2350_text, name="rfc2350"),
     path("sectors/", views.sector_list, name="sector_list"),
 ]

@@ -15,10 +15,10 @@ from minga.core import access
 from minga.core.forms import attach_service_errors
 from minga.core.models import Organisation, User
 from minga.core.services import can_manage_organisation
-from minga.directory import contacts, queries, securitytxt, services
+from minga.directory import contacts, queries, rfc2350, securitytxt, services
 from minga.directory.choices import OrganisationKind
-from minga.directory.forms import ContactForm, ProfileForm, SectorForm
-from minga.directory.models import MemberState, OrganisationProfile, PointOfContact, Sector
+from minga.directory.forms import ContactForm, ProfileForm, SectorForm, TeamProfileForm
+from minga.directory.models import MemberState, OrganisationProfile, PointOfContact, Sector, TeamProfile
 
 
 def _user(request: HttpRequest) -> User:
@@ -281,3 +281,41 @@ def organisation_security_txt(request: HttpRequest, short_name: str) -> HttpResp
         raise PermissionDenied(_("Only members of the network may see this page."))
     url = settings.MINGA_PUBLIC_URL + request.path
     return _security_txt(organisation, url)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def team_profile(request: HttpRequest, short_name: str) -> HttpResponse:
+    """Edit the RFC 2350 sections (the organisation's admins), or read them (members)."""
+    organisation = get_object_or_404(access.organisations_visible_to(request.user), short_name=short_name)
+    team = TeamProfile.objects.filter(organisation=organisation).first() or TeamProfile(
+        organisation=organisation
+    )
+    can_edit = can_manage_organisation(_user(request), organisation)
+    form = TeamProfileForm(request.POST if request.method == "POST" else None, instance=team)
+    if request.method == "POST":
+        if not can_edit:
+            raise PermissionDenied(_("You may not change this organisation."))
+        if form.is_valid():
+            data = {name: form.cleaned_data[name] for name in TeamProfile.EDITABLE}
+            services.save_team_profile(_user(request), organisation, **data)
+            messages.success(request, _("Team profile saved."))
+            return redirect("directory:team_profile", short_name=organisation.short_name)
+    return render(
+        request,
+        "directory/team_profile.html",
+        {
+            "organisation": organisation,
+            "form": form,
+            "can_edit": can_edit,
+        },
+    )
+
+
+@login_required
+def rfc2350_text(request: HttpRequest, short_name: str) -> HttpResponse:
+    organisation = get_object_or_404(access.organisations_visible_to(request.user), short_name=short_name)
+    if not access.reader_for(request.user).is_network_member:
+        raise PermissionDenied(_("Only members of the network may see this page."))
+    text = rfc2350.render(organisation, settings.MINGA_PUBLIC_URL + request.path)
+    return HttpResponse(text, content_type="text/plain; charset=utf-8")

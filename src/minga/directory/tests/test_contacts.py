@@ -260,3 +260,40 @@ def test_security_txt_follows_rfc_9116(team, settings, make_org, make_user, logi
     )
     assert page.status_code == 200 and b"mailto:duty@csirt.example" in page.content
     assert Client().get("/directory/organisations/csirt-uy/security.txt").status_code == 302
+
+
+def test_rfc2350_document_combines_the_team_text_with_the_directory(team, make_org, make_user, login_client):
+    org, boss = team
+    services.save_contact(boss, org, **duty(pgp_key=(KEYS / "ed25519-test-key.asc").read_text()))
+    services.add_constituency(boss, org, ["8.8.8.0/24", "AS15169"])
+    client = login_client(boss)
+    saved = client.post(
+        "/directory/organisations/csirt-uy/team/",
+        {
+            "mission": "Coordinate the response to incidents affecting Uruguay's networks.",
+            "services": "Incident response; vulnerability coordination.",
+            "hours": "24/7",
+        },
+    )
+    assert saved.status_code == 302
+    (entry,) = AuditEntry.objects.filter(action="team_profile.update")
+    assert set(entry.details["sections"]) == {"mission", "services", "hours"}
+    text = client.get("/directory/organisations/csirt-uy/rfc2350.txt").content.decode()
+    for expected in (
+        "Description of Organisation csirt-uy according to RFC 2350",
+        "3.1 Mission Statement",
+        "    Coordinate the response to incidents affecting",
+        "    8.8.8.0/24",
+        "    AS15169",
+        f"duty@csirt.example: OpenPGP {ED25519_FPR}",
+        "    +59829151234 (24/7 duty)",
+        "7. Disclaimers\n    Not published.",
+    ):
+        assert expected in text, expected
+    member = make_user("member", make_org("other"))
+    assert (
+        login_client(member).post("/directory/organisations/csirt-uy/team/", {"mission": "x"}).status_code
+        == 403
+    )
+    guest = make_user("guest", make_org("guest-org", member=False))
+    assert login_client(guest).get("/directory/organisations/csirt-uy/rfc2350.txt").status_code == 403
