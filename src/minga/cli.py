@@ -14,6 +14,7 @@ COMMANDS = {
     "token": ("token", "create, list or revoke API tokens"),
     "audit": ("audit", "verify the audit log's hash chain"),
     "demo": ("load_demo", "load the demo network (fictional organisations and users)"),
+    "directory": ("directory", "export or import constituencies (CSV, JSON)"),
 }
 
 USAGE = (
