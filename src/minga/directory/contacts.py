@@ -14,6 +14,8 @@ from django.conf import settings
 from django.core import signing
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
+from django.db.models import QuerySet
+from django.urls import reverse
 from django.utils.translation import gettext as _
 
 from minga.directory import openpgp
@@ -112,6 +114,13 @@ def clean_contact(
     )
 
 
+def published_contacts(organisation: Any) -> QuerySet[Any]:
+    """The contacts a team publishes (security.txt, RFC 2350): 24/7 first, then technical."""
+    return organisation.contacts.filter(role__in=[ContactRole.DUTY, ContactRole.TECHNICAL]).order_by(
+        "role", "name"
+    )
+
+
 def confirmation_token(contact: Any) -> str:
     """A signed token for the one-click confirmation link. It names the contact and its e-mail
     address, so a link sent to an address that has since changed no longer works."""
@@ -132,8 +141,6 @@ def contact_for_token(token: str) -> Any:
 
 
 def confirmation_url(contact: Any) -> str:
-    from django.urls import reverse
-
     return settings.MINGA_PUBLIC_URL + reverse(
         "directory:confirm_contact", args=[confirmation_token(contact)]
     )

@@ -74,6 +74,17 @@ def resolve(user: Any, *, ips: list[str], asns: list[int], domains: list[str]) -
     }
 
 
+def resolve_text(user: Any, text: str) -> dict[str, Any]:
+    """Resolve one value typed by a person: an AS number ("AS64500" or "64500"), an IP address,
+    or else a domain."""
+    number = text.upper().removeprefix("AS")
+    if number.isdigit():
+        return resolve(user, ips=[], asns=[min(int(number), 2**32)], domains=[])["asns"][0]
+    if ":" in text or text.replace(".", "").isdigit():
+        return resolve(user, ips=[text], asns=[], domains=[])["ips"][0]
+    return resolve(user, ips=[], asns=[], domains=[text])["domains"][0]
+
+
 def contacts_visible_to(user: Any) -> QuerySet[PointOfContact]:
     """Contacts are personal data: members of the network read them, nobody else."""
     if not access.reader_for(user).is_network_member:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import textwrap
 
 from minga.core.models import Organisation
-from minga.directory.choices import ContactRole
+from minga.directory.contacts import published_contacts
 from minga.directory.models import TeamProfile
 
 NOT_PUBLISHED = "Not published."
@@ -28,11 +28,7 @@ def render(organisation: Organisation, url: str) -> str:
     team = TeamProfile.objects.filter(organisation=organisation).first() or TeamProfile(
         organisation=organisation
     )
-    contacts = list(
-        organisation.contacts.filter(role__in=[ContactRole.DUTY, ContactRole.TECHNICAL]).order_by(  # type: ignore[attr-defined]
-            "role", "name"
-        )
-    )
+    contacts = list(published_contacts(organisation))
     updated = max(
         [c.updated_at for c in contacts] + ([team.updated_at] if team.updated_at else []), default=None
     )

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from minga.core.choices import ORG_MANAGER_ROLES
 from minga.core.models import Organisation
-from minga.directory.choices import ContactRole
+from minga.directory.contacts import published_contacts
 
 # Generated on every request, so a short expiry is always fresh and never goes stale in a cache.
 LIFETIME = timedelta(days=30)
@@ -17,11 +17,7 @@ LIFETIME = timedelta(days=30)
 def render(organisation: Organisation, canonical_url: str) -> str:
     """The file's text. Contacts are the organisation's 24/7 and technical contacts (24/7 first);
     until it has any, the e-mail addresses of its admins, so the file is never empty."""
-    contacts = list(
-        organisation.contacts.filter(role__in=[ContactRole.DUTY, ContactRole.TECHNICAL])  # type: ignore[attr-defined]
-        .order_by("role", "name")
-        .values_list("email", "languages")
-    )
+    contacts = list(published_contacts(organisation).values_list("email", "languages"))
     emails = list(dict.fromkeys(email for email, _languages in contacts))
     languages = list(dict.fromkeys(code for _email, codes in contacts for code in codes))
     if not emails:

@@ -25,21 +25,20 @@ def _user(request: HttpRequest) -> User:
     return request.user  # type: ignore[return-value]
 
 
+def _organisation(request: HttpRequest, short_name: str, *, members_only: bool = False) -> Organisation:
+    """An organisation the reader may see (else 404); ``members_only`` pages also need the
+    reader to belong to a member organisation of the network (else 403)."""
+    organisation = get_object_or_404(access.organisations_visible_to(request.user), short_name=short_name)
+    if members_only and not access.reader_for(request.user).is_network_member:
+        raise PermissionDenied(_("Only members of the network may see this page."))
+    return organisation
+
+
 @login_required
 def state_list(request: HttpRequest) -> HttpResponse:
     states = sorted(queries.states_with_counts(request.user), key=lambda s: s.name)
     query = request.GET.get("who", "").strip()[:253]
-    answer = None
-    if query:
-        entry = query.upper().removeprefix("AS")
-        if entry.isdigit():
-            answer = queries.resolve(request.user, ips=[], asns=[min(int(entry), 2**32)], domains=[])["asns"][
-                0
-            ]
-        elif any(c in query for c in ".:") and (query.replace(".", "").isdigit() or ":" in query):
-            answer = queries.resolve(request.user, ips=[query], asns=[], domains=[])["ips"][0]
-        else:
-            answer = queries.resolve(request.user, ips=[], asns=[], domains=[query])["domains"][0]
+    answer = queries.resolve_text(request.user, query) if query else None
     return render(request, "directory/state_list.html", {"states": states, "who": query, "answer": answer})
 
 
@@ -71,7 +70,7 @@ def state_participation(request: HttpRequest, code: str) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 def profile_edit(request: HttpRequest, short_name: str) -> HttpResponse:
-    organisation = get_object_or_404(access.organisations_visible_to(request.user), short_name=short_name)
+    organisation = _organisation(request, short_name)
     profile = OrganisationProfile.objects.filter(organisation=organisation).first()
     can_edit = can_manage_organisation(_user(request), organisation)
     initial = {}
@@ -127,7 +126,7 @@ def _contact(request: HttpRequest, pk: int) -> PointOfContact:
 @login_required
 @require_POST
 def contact_add(request: HttpRequest, short_name: str) -> HttpResponse:
-    organisation = get_object_or_404(access.organisations_visible_to(request.user), short_name=short_name)
+    organisation = _organisation(request, short_name)
     form = ContactForm(request.POST)
     if form.is_valid():
         try:
@@ -201,7 +200,7 @@ def confirm_contact(request: HttpRequest, token: str) -> HttpResponse:
 @login_required
 @require_POST
 def constituency_add(request: HttpRequest, short_name: str) -> HttpResponse:
-    organisation = get_object_or_404(access.organisations_visible_to(request.user), short_name=short_name)
+    organisation = _organisation(request, short_name)
     lines = request.POST.get("entries", "")[:1_000_000].splitlines()
     try:
         entries = services.add_constituency(_user(request), organisation, lines)
@@ -223,7 +222,7 @@ def constituency_add(request: HttpRequest, short_name: str) -> HttpResponse:
 @login_required
 @require_POST
 def constituency_remove(request: HttpRequest, short_name: str) -> HttpResponse:
-    organisation = get_object_or_404(access.organisations_visible_to(request.user), short_name=short_name)
+    organisation = _organisation(request, short_name)
     try:
         services.remove_constituency(
             _user(request), organisation, request.POST.get("kind", ""), request.POST.get("value", "")[:300]
@@ -276,9 +275,7 @@ def well_known_security_txt(request: HttpRequest) -> HttpResponse:
 @login_required
 def organisation_security_txt(request: HttpRequest, short_name: str) -> HttpResponse:
     """Any organisation's security.txt, for members of the network to copy or compare."""
-    organisation = get_object_or_404(access.organisations_visible_to(request.user), short_name=short_name)
-    if not access.reader_for(request.user).is_network_member:
-        raise PermissionDenied(_("Only members of the network may see this page."))
+    organisation = _organisation(request, short_name, members_only=True)
     url = settings.MINGA_PUBLIC_URL + request.path
     return _security_txt(organisation, url)
 
@@ -287,7 +284,7 @@ def organisation_security_txt(request: HttpRequest, short_name: str) -> HttpResp
 @require_http_methods(["GET", "POST"])
 def team_profile(request: HttpRequest, short_name: str) -> HttpResponse:
     """Edit the RFC 2350 sections (the organisation's admins), or read them (members)."""
-    organisation = get_object_or_404(access.organisations_visible_to(request.user), short_name=short_name)
+    organisation = _organisation(request, short_name)
     team = TeamProfile.objects.filter(organisation=organisation).first() or TeamProfile(
         organisation=organisation
     )
@@ -314,8 +311,6 @@ def team_profile(request: HttpRequest, short_name: str) -> HttpResponse:
 
 @login_required
 def rfc2350_text(request: HttpRequest, short_name: str) -> HttpResponse:
-    organisation = get_object_or_404(access.organisations_visible_to(request.user), short_name=short_name)
-    if not access.reader_for(request.user).is_network_member:
-        raise PermissionDenied(_("Only members of the network may see this page."))
+    organisation = _organisation(request, short_name, members_only=True)
     text = rfc2350.render(organisation, settings.MINGA_PUBLIC_URL + request.path)
     return HttpResponse(text, content_type="text/plain; charset=utf-8")
