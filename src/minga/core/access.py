@@ -28,12 +28,12 @@ from django.http import Http404
 
 from minga.core import audit
 from minga.core.choices import TLP
-from minga.core.models import Membership, Organisation
+from minga.core.models import Membership, Organisation, User
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AnonymousUser
 
-    from minga.core.models import SharedObject, User
+    from minga.core.models import SharedObject
 
 AMBER_LEVELS = (TLP.AMBER, TLP.AMBER_STRICT)
 NAMED_USER_LEVELS = (TLP.AMBER, TLP.AMBER_STRICT, TLP.RED)
@@ -147,3 +147,13 @@ def organisations_visible_to(user: User | AnonymousUser | None) -> QuerySet[Orga
     if not reader.organisation_ids:
         return Organisation.objects.none()
     return Organisation.objects.all()
+
+
+def users_visible_to(user: User) -> QuerySet[User]:
+    """Accounts: node admins see every one; others see the people of their own organisations."""
+    if user.is_node_admin:
+        return User.objects.all()
+    organisation_ids = user.memberships.filter(is_active=True).values("organisation_id")
+    return User.objects.filter(
+        memberships__organisation_id__in=organisation_ids, memberships__is_active=True
+    ).distinct()

@@ -362,16 +362,6 @@ def membership_remove(request: HttpRequest, pk: int) -> HttpResponse:
 # --- users -----------------------------------------------------------------------------------
 
 
-def users_visible_to(user: User) -> QuerySet[User]:
-    """Node admins see every account; others see the people of their own organisations."""
-    if user.is_node_admin:
-        return User.objects.all()
-    organisation_ids = user.memberships.filter(is_active=True).values("organisation_id")
-    return User.objects.filter(
-        memberships__organisation_id__in=organisation_ids, memberships__is_active=True
-    ).distinct()
-
-
 def _managed_organisations(user: User) -> QuerySet[Organisation]:
     if user.is_node_admin:
         return Organisation.objects.all()
@@ -383,7 +373,7 @@ def _managed_organisations(user: User) -> QuerySet[Organisation]:
 @login_required
 def user_list(request: HttpRequest) -> HttpResponse:
     user = _user(request)
-    users = users_visible_to(user).prefetch_related("memberships__organisation")
+    users = access.users_visible_to(user).prefetch_related("memberships__organisation")
     query = request.GET.get("q", "").strip()[:100]
     if query:
         users = users.filter(
@@ -405,7 +395,7 @@ def user_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def user_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    subject = get_object_or_404(users_visible_to(_user(request)), pk=pk)
+    subject = get_object_or_404(access.users_visible_to(_user(request)), pk=pk)
     return render(
         request,
         "core/user_detail.html",
