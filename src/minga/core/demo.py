@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from minga.core import services
@@ -45,6 +47,22 @@ def _credentials_file() -> Path:
     return Path(settings.VAR_DIR) / "demo-credentials.txt"
 
 
+def _new_password() -> str:
+    """A random password that the node's password rules accept for every demo account: a random
+    one is now and then 'too similar' to a demo user name or address, so draw again."""
+    people = [
+        User(username=u[0], email=f"{u[0]}@example.org", first_name=u[3], last_name=u[4]) for u in USERS
+    ]
+    while True:
+        password = "demo-" + secrets.token_urlsafe(12)
+        try:
+            for person in people:
+                validate_password(password, person)
+        except ValidationError:
+            continue
+        return password
+
+
 def demo_password() -> str:
     """The demo accounts' password: MINGA_DEMO_PASSWORD, else one generated at the first load
     and kept (readable only by the operator) beside the database."""
@@ -54,7 +72,7 @@ def demo_password() -> str:
     path = _credentials_file()
     if path.exists():
         return path.read_text().strip()
-    password = "demo-" + secrets.token_urlsafe(12)
+    password = _new_password()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(password + "\n")
