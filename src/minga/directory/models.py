@@ -181,6 +181,8 @@ class PointOfContact(models.Model):
     pgp_fingerprint = models.CharField(_("OpenPGP fingerprint"), max_length=64, blank=True)
     pgp_key = models.TextField(_("OpenPGP public key"), blank=True)
     last_verified_at = models.DateTimeField(_("last confirmed"), null=True, blank=True)
+    # When the last confirmation request went out, so the daily schedule does not ask every day.
+    confirmation_requested_at = models.DateTimeField(_("confirmation requested"), null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
