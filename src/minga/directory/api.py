@@ -4,7 +4,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils.translation import gettext as _
 from ninja import Field, Router, Schema, Status
@@ -13,7 +13,7 @@ from ninja.params import functions as param
 from minga.core import access
 from minga.core.api import ShortName, StrictInput
 from minga.core.models import Organisation, User
-from minga.directory import queries, services
+from minga.directory import exchange, queries, services
 from minga.directory.choices import OrganisationKind
 from minga.directory.models import MemberState, OrganisationProfile, Sector
 
@@ -312,3 +312,77 @@ def list_stale_contacts(request: HttpRequest) -> list:
     if not _user(request).is_node_admin:
         raise PermissionDenied(_("Only node admins may see this list."))
     return list(queries.stale_contacts(request.user)[:5000])
+
+
+# --- bulk exchange ---------------------------------------------------------------------------
+
+Dataset = Annotated[
+    Literal["organisations", "contacts", "constituency"],
+    param.Path(description="Which part of the directory"),
+]
+
+
+class ImportIn(StrictInput):
+    format: Literal["csv", "json"]
+    content: str = Field(
+        ...,
+        max_length=10_000_000,
+        description=(
+            'The file\'s text as an export writes it: CSV with a header row, or JSON {"<dataset>": [...]}'
+        ),
+    )
+
+
+class ImportOut(Schema):
+    dataset: str
+    created: int
+    updated: int
+
+
+class RowErrorOut(Schema):
+    line: int = Field(..., description="Line of the CSV file, or item of the JSON list")
+    unit: Literal["line", "item"]
+    field: str
+    message: str
+
+
+class ImportRejectedOut(Schema):
+    detail: str
+    errors: list[RowErrorOut]
+
+
+@router.get(
+    "/export/{dataset}",
+    response={200: None},
+    openapi_extra={
+        "responses": {
+            "200": {
+                "description": "The dataset as a file",
+                "content": {"text/csv": {"schema": {"type": "string"}}, "application/json": {}},
+            }
+        }
+    },
+)
+def export_dataset(
+    request: HttpRequest, dataset: Dataset, format: Literal["csv", "json"] = "json"
+) -> HttpResponse:
+    """What the caller may read of one dataset (contacts: members of the network only). CSV
+    cells that a spreadsheet would run as formulas start with an apostrophe."""
+    text = exchange.export(_user(request), dataset, format)
+    content_type = "application/json" if format == "json" else "text/csv; charset=utf-8"
+    response = HttpResponse(text, content_type=content_type)
+    response["Content-Disposition"] = f'attachment; filename="minga-{dataset}.{format}"'
+    return response
+
+
+@router.post("/import/{dataset}", response={201: ImportOut, 422: ImportRejectedOut})
+def import_dataset(request: HttpRequest, dataset: Dataset, payload: ImportIn) -> Status:
+    """Import a file, all or nothing: if any row is wrong, nothing is saved and the answer (422)
+    names each bad row with its line and field."""
+    try:
+        result = exchange.import_text(_user(request), dataset, payload.content, payload.format)
+    except exchange.ImportRejected as exc:
+        errors = [{"line": e.line, "unit": e.unit, "field": e.field, "message": e.reason} for e in exc.errors]
+        detail = _("Nothing was imported: %(count)d bad row(s).") % {"count": len(errors)}
+        return Status(422, {"detail": detail, "errors": errors[:1000]})
+    return Status(201, {"dataset": dataset, "created": result.created, "updated": result.updated})

@@ -78,3 +78,26 @@ class TeamProfileForm(forms.ModelForm):
         widgets = {
             name: forms.Textarea(attrs={"rows": 3}) for name in TeamProfile.EDITABLE if name != "hours"
         }
+
+
+class ImportForm(forms.Form):
+    dataset = forms.ChoiceField(
+        label=_("What the file holds"),
+        choices=[
+            ("organisations", _("Organisations")),
+            ("contacts", _("Points of contact")),
+            ("constituency", _("Constituencies")),
+        ],
+    )
+    file = forms.FileField(
+        label=_("File"), help_text=_("CSV (header row first) or JSON, as the exports above write them.")
+    )
+
+    def clean_file(self) -> Any:
+        upload = self.cleaned_data["file"]
+        try:
+            text = upload.read().decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise forms.ValidationError(_("The file is not UTF-8 text.")) from exc
+        self.cleaned_data["format"] = "json" if upload.name.lower().endswith(".json") else "csv"
+        return text

@@ -27,4 +27,6 @@ urlpatterns = [
     path("organisations/<slug:short_name>/team/", views.team_profile, name="team_profile"),
     path("organisations/<slug:short_name>/rfc2350.txt", views.rfc2350_text, name="rfc2350"),
     path("sectors/", views.sector_list, name="sector_list"),
+    path("exchange/", views.exchange_page, name="exchange"),
+    path("exchange/export/", views.exchange_export, name="exchange_export"),
 ]

@@ -15,9 +15,9 @@ from minga.core import access
 from minga.core.forms import attach_service_errors
 from minga.core.models import Organisation, User
 from minga.core.services import can_manage_organisation
-from minga.directory import contacts, queries, rfc2350, securitytxt, services
+from minga.directory import contacts, exchange, queries, rfc2350, securitytxt, services
 from minga.directory.choices import OrganisationKind
-from minga.directory.forms import ContactForm, ProfileForm, SectorForm, TeamProfileForm
+from minga.directory.forms import ContactForm, ImportForm, ProfileForm, SectorForm, TeamProfileForm
 from minga.directory.models import MemberState, OrganisationProfile, PointOfContact, Sector, TeamProfile
 
 
@@ -314,3 +314,56 @@ def rfc2350_text(request: HttpRequest, short_name: str) -> HttpResponse:
     organisation = _organisation(request, short_name, members_only=True)
     text = rfc2350.render(organisation, settings.MINGA_PUBLIC_URL + request.path)
     return HttpResponse(text, content_type="text/plain; charset=utf-8")
+
+
+# --- bulk exchange ---------------------------------------------------------------------------
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def exchange_page(request: HttpRequest) -> HttpResponse:
+    """Download a dataset, or upload one: every bad row is listed and nothing is saved."""
+    form = ImportForm(request.POST or None, request.FILES or None)
+    rejected: list[exchange.RowError] = []
+    if request.method == "POST" and form.is_valid():
+        try:
+            result = exchange.import_text(
+                _user(request),
+                form.cleaned_data["dataset"],
+                form.cleaned_data["file"],
+                form.cleaned_data["format"],
+            )
+        except exchange.ImportRejected as exc:
+            rejected = exc.errors
+        else:
+            messages.success(request, _("Imported: %(result)s") % {"result": result})
+            return redirect("directory:exchange")
+    return render(
+        request,
+        "directory/exchange.html",
+        {
+            "form": form,
+            "rejected": rejected[:1000],
+            "rejected_count": len(rejected),
+            "datasets": [
+                (exchange.ORGANISATIONS, _("Organisations")),
+                (exchange.CONTACTS, _("Points of contact")),
+                (exchange.CONSTITUENCY, _("Constituencies")),
+            ],
+        },
+    )
+
+
+@login_required
+@require_http_methods(["GET"])
+def exchange_export(request: HttpRequest) -> HttpResponse:
+    dataset, fmt = request.GET.get("dataset", ""), request.GET.get("format", "csv")
+    if dataset not in exchange.DATASETS or fmt not in exchange.FORMATS:
+        return HttpResponse(
+            _("Unknown dataset or format."), status=400, content_type="text/plain; charset=utf-8"
+        )
+    text = exchange.export(_user(request), dataset, fmt)
+    content_type = "application/json" if fmt == "json" else "text/csv; charset=utf-8"
+    response = HttpResponse(text, content_type=content_type)
+    response["Content-Disposition"] = f'attachment; filename="minga-{dataset}.{fmt}"'
+    return response
