@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('directory', '0005_team_profile'),
+        ("directory", "0005_team_profile"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='pointofcontact',
-            name='confirmation_requested_at',
-            field=models.DateTimeField(blank=True, null=True, verbose_name='confirmation requested'),
+            model_name="pointofcontact",
+            name="confirmation_requested_at",
+            field=models.DateTimeField(blank=True, null=True, verbose_name="confirmation requested"),
         ),
     ]
