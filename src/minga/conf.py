@@ -99,6 +99,11 @@ SETTINGS: tuple[Setting, ...] = (
         "180",
         "Days after which a point of contact that was not confirmed counts as stale.",
     ),
+    Setting(
+        "MINGA_CONTACT_REMINDER_DAYS",
+        "14",
+        "Days between two confirmation requests that the daily schedule e-mails a stale contact.",
+    ),
 )
 
 _DEFAULTS = {s.name: s.default for s in SETTINGS}

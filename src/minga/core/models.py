@@ -174,6 +174,18 @@ class AuditChainHead(models.Model):
         return f"audit chain head #{self.seq}"
 
 
+class ScheduledJob(models.Model):
+    """When a periodic job (``minga.core.schedule``) is next due. Workers claim a due job with one
+    conditional UPDATE, so however many run, each period enqueues the job once."""
+
+    name = models.CharField(max_length=100, unique=True)
+    next_run_at = models.DateTimeField()
+    last_enqueued_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class SharedQuerySet(models.QuerySet):
     def visible_to(self, user: User | AnonymousUser | None) -> SharedQuerySet:
         """What ``user`` may read under the access policy (``minga.core.access``)."""

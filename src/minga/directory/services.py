@@ -279,16 +279,23 @@ def confirm_contact(
 
 
 @transaction.atomic
-def request_confirmation(actor: User | None, contact: PointOfContact) -> None:
+def request_confirmation(actor: User | None, contact: PointOfContact, *, via: str = "admin") -> None:
     """Ask the contact to confirm their details: an e-mail with a signed one-click link, sent
-    by a background task enqueued in this transaction. Node admins and the organisation's admins."""
+    by a background task enqueued in this transaction. Node admins and the organisation's admins,
+    or the daily schedule (``via="schedule"``)."""
     if not can_manage_organisation(actor, contact.organisation):
         raise PermissionDenied(_("You may not change this organisation."))
     from minga.directory.tasks import send_confirmation_request
 
     send_confirmation_request.enqueue(contact.pk)
+    contact.confirmation_requested_at = timezone.now()
+    contact.save(update_fields=["confirmation_requested_at"])
     audit.record(
-        "contact.confirmation_requested", actor=actor, obj=contact, organisation=contact.organisation
+        "contact.confirmation_requested",
+        actor=actor,
+        obj=contact,
+        organisation=contact.organisation,
+        details={"via": via},
     )
 
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -111,3 +112,22 @@ def test_failures_are_retried_with_backoff_then_kept(worker, login_client, make_
     assert b"fails on purpose" in page.content and b"RuntimeError" in page.content
     analyst = make_user("ana", make_org("team"))
     assert login_client(analyst).get("/tasks/").status_code == 403
+
+
+def test_periodic_jobs_are_enqueued_once_however_many_workers_check(worker, make_org):
+    from minga.core.models import AuditEntry, ScheduledJob
+    from minga.directory.models import PointOfContact
+    from minga.directory.tasks import request_stale_confirmations
+
+    org = make_org("csirt")
+    contact = PointOfContact.objects.create(organisation=org, role="duty", name="Desk", email="d@x.example")
+    worker(), worker()  # both check the schedule as they start
+    wait_for(lambda: PointOfContact.objects.get(pk=contact.pk).confirmation_requested_at is not None)
+    job = ScheduledJob.objects.get(name="directory.request_stale_confirmations")
+    runs = DBTaskResult.objects.filter(task_path=request_stale_confirmations.module_path)
+    wait_for(lambda: runs.filter(status="SUCCESSFUL").exists())
+    time.sleep(1)  # a second claim would have been enqueued by now
+    assert runs.count() == 1 and runs.get().return_value == "asked 1 stale contacts to confirm"
+    assert job.next_run_at - job.last_enqueued_at == timedelta(days=1)
+    asked = AuditEntry.objects.filter(action="contact.confirmation_requested")
+    assert asked.count() == 1 and asked.get().details == {"via": "schedule"}

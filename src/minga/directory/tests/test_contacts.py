@@ -14,13 +14,14 @@ from aiosmtpd.controller import Controller
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.test import Client
 from django.utils import timezone
+from django_tasks_db.models import DBTaskResult
 
 from minga.core.choices import Role
 from minga.core.models import AuditEntry, User
 from minga.directory import contacts, openpgp, services
 from minga.directory.choices import OrganisationKind
 from minga.directory.models import MemberState, PointOfContact
-from minga.directory.tasks import send_confirmation_request
+from minga.directory.tasks import request_stale_confirmations, send_confirmation_request
 
 KEYS = Path(__file__).parent / "data"
 ED25519_FPR = "E44E222A244E3EF842F9D854FDF6F0DCA01AC6F9"
@@ -133,6 +134,28 @@ def test_the_emailed_link_confirms_the_contact(team, smtp_server, settings):
     contact.refresh_from_db()
     assert not contact.is_stale
     assert AuditEntry.objects.filter(action="contact.confirm", details__via="link").exists()
+
+
+def test_the_daily_schedule_asks_stale_contacts_and_not_every_day(team, settings):
+    org, boss = team
+    settings.MINGA_CONTACT_STALE_DAYS, settings.MINGA_CONTACT_REMINDER_DAYS = 180, 14
+    never = services.save_contact(boss, org, **duty(email="never@csirt.example"))
+    old = services.save_contact(boss, org, **duty(email="old@csirt.example"))
+    fresh = services.save_contact(boss, org, **duty(email="fresh@csirt.example"))
+    services.confirm_contact(fresh, actor=boss)
+    PointOfContact.objects.filter(pk=old.pk).update(last_verified_at=timezone.now() - timedelta(days=181))
+
+    assert request_stale_confirmations.call() == "asked 2 stale contacts to confirm"
+    asked = AuditEntry.objects.filter(action="contact.confirmation_requested", details__via="schedule")
+    assert {e.object_id for e in asked} == {str(never.pk), str(old.pk)}
+    outbox = DBTaskResult.objects.filter(task_path=send_confirmation_request.module_path)
+    assert sorted(r.args_kwargs["args"][0] for r in outbox) == sorted([never.pk, old.pk])
+
+    assert request_stale_confirmations.call() == "asked 0 stale contacts to confirm"  # the next day
+    PointOfContact.objects.filter(pk=never.pk).update(
+        confirmation_requested_at=timezone.now() - timedelta(days=15)
+    )
+    assert request_stale_confirmations.call() == "asked 1 stale contacts to confirm"  # two weeks on
 
 
 def test_links_expire_and_die_with_an_address_change(team):

@@ -243,8 +243,7 @@ def test_contact_rows_name_each_bad_field_and_existing_contacts_are_updated(two_
     assert PointOfContact.objects.filter(role="legal", email="legal@csirt-a.example").exists()
 
 
-def test_org_admins_import_only_into_their_own_organisation(two_teams, make_user, login_client):
-    a, b = two_teams
+def test_org_admins_import_only_into_their_own_organisation(two_teams):
     boss_a = Organisation.objects.get(short_name="csirt-a").memberships.get(user__username="boss-a").user
     rows = (
         "organisation,role,name,email\ncsirt-a,policy,Policy,p@a.example\ncsirt-b,policy,Policy,p@b.example\n"
