@@ -37,6 +37,15 @@ USERS = [
 ]
 
 
+DEMO_PREFIX = "demo-"
+
+
+def is_demo_organisation(organisation: Organisation) -> bool:
+    """Demo organisations are known by their short name, which only the demo loader gives out
+    in a fresh node; they hold demo data only (e.g. documentation ranges as constituency)."""
+    return organisation.short_name.startswith(DEMO_PREFIX)
+
+
 @dataclass(frozen=True)
 class DemoCredentials:
     username: str

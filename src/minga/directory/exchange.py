@@ -27,6 +27,7 @@ from django.utils.translation import gettext as _
 
 from minga.core import access, audit
 from minga.core import services as core_services
+from minga.core.demo import is_demo_organisation
 from minga.core.models import Organisation, User
 from minga.directory import constituency, contacts, queries, services
 from minga.directory.choices import OrganisationKind
@@ -581,7 +582,7 @@ def _check_constituency(
             errors.append(row.error("kind", _("%(kind)r is not network, asn or domain") % {"kind": kind}))
             continue
         try:
-            entry = constituency.classify(value)
+            entry = constituency.classify(value, demo=is_demo_organisation(organisation))
         except ValueError as exc:
             errors.append(row.error("value", str(exc)))
             continue

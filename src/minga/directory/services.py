@@ -15,16 +15,18 @@ from django.utils.text import slugify
 from django.utils.translation import gettext as _
 
 from minga.core import audit
+from minga.core.demo import is_demo_organisation
 from minga.core.models import Organisation, User
 from minga.core.services import can_manage_organisation, is_node_admin
 from minga.directory import contacts
-from minga.directory.choices import OrganisationKind
+from minga.directory.choices import OrganisationKind, ProposalStatus
 from minga.directory.constituency import ASN, DOMAIN, NETWORK, Entry, classify
 from minga.directory.models import (
     ConstituencyASN,
     ConstituencyDomain,
     ConstituencyGeneration,
     ConstituencyNetwork,
+    ConstituencyProposal,
     MemberState,
     OrganisationProfile,
     PointOfContact,
@@ -169,7 +171,7 @@ def add_constituency(actor: User | None, organisation: Organisation, lines: Iter
         if not text.strip() or text.lstrip().startswith("#"):
             continue
         try:
-            entries.append(classify(text))
+            entries.append(classify(text, demo=is_demo_organisation(organisation)))
         except ValueError as exc:
             errors.append(LineError(number, text.strip(), str(exc)))
     if errors:
@@ -317,3 +319,99 @@ def save_team_profile(actor: User | None, organisation: Organisation, **fields: 
     if changed:
         audit.record("team_profile.update", actor=actor, obj=organisation, details={"sections": changed})
     return team
+
+
+# --- registry proposals ----------------------------------------------------------------------
+
+MAX_DECISIONS = 10_000  # proposals decided in one call: each accepted one is a constituency row
+
+
+@transaction.atomic
+def decide_proposals(
+    actor: User | None,
+    ids: Iterable[int],
+    decision: str,
+    organisation: Organisation | None = None,
+) -> list[ConstituencyProposal]:
+    """Accept or reject pending constituency proposals (``registries.seed_proposals``): node
+    admins only. Accepting adds each resource to ``organisation``, or else to the organisation
+    the proposal names, through ``add_constituency`` (which checks and audits it); rejecting
+    keeps the proposal so that re-running the load does not propose it again. All or nothing:
+    an unknown, already decided or ownerless proposal is named and nothing changes. Audited as
+    ``constituency_proposal.accept`` (one entry per organisation) or ``.reject``."""
+    if not is_node_admin(actor):
+        raise PermissionDenied(_("Only node admins may decide on proposals."))
+    if decision not in ("accept", "reject"):
+        raise ValidationError({"decision": _("Decide accept or reject.")})
+    wanted = sorted(set(ids))
+    if not wanted:
+        raise ValidationError({"ids": _("Choose at least one proposal.")})
+    if len(wanted) > MAX_DECISIONS:
+        raise ValidationError(
+            {"ids": _("Decide at most %(max)d proposals at a time.") % {"max": MAX_DECISIONS}}
+        )
+    proposals = list(ConstituencyProposal.objects.select_for_update().filter(pk__in=wanted).order_by("pk"))
+    missing = sorted(set(wanted) - {p.pk for p in proposals})
+    errors = [_("Proposal %(id)d does not exist.") % {"id": pk} for pk in missing[:20]]
+    errors += [
+        _("Proposal %(id)d (%(value)s) was %(status)s already.")
+        % {"id": p.pk, "value": p.value, "status": p.get_status_display().lower()}
+        for p in proposals
+        if p.status != ProposalStatus.PENDING
+    ][:20]
+    if decision == "accept" and organisation is None:
+        errors += [
+            _("Proposal %(id)d (%(value)s) names no organisation: choose one.")
+            % {"id": p.pk, "value": p.value}
+            for p in proposals
+            if p.organisation_id is None
+        ][:20]
+    if errors:
+        raise ValidationError({"ids": errors})
+    now = timezone.now()
+    if decision == "reject":
+        ConstituencyProposal.objects.filter(pk__in=wanted).update(
+            status=ProposalStatus.REJECTED, decided_by=actor, decided_at=now
+        )
+        audit.record(
+            "constituency_proposal.reject",
+            actor=actor,
+            details={"ids": wanted[:500], "values": [p.value for p in proposals][:500], "count": len(wanted)},
+        )
+        return proposals
+    groups: dict[int, list[ConstituencyProposal]] = {}
+    targets: dict[int, Organisation] = {}
+    for proposal in proposals:
+        target = organisation or proposal.organisation
+        assert target is not None
+        targets[target.pk] = target
+        groups.setdefault(target.pk, []).append(proposal)
+    for org_id, group in groups.items():
+        target = targets[org_id]
+        try:
+            add_constituency(actor, target, [f"AS{p.value}" if p.kind == ASN else p.value for p in group])
+        except ConstituencyRejected as exc:
+            raise ValidationError(
+                {
+                    "ids": [
+                        _("Proposal %(id)d (%(value)s): %(reason)s")
+                        % {"id": group[e.line - 1].pk, "value": e.text, "reason": e.reason}
+                        for e in exc.line_errors
+                    ]
+                }
+            ) from exc
+        ConstituencyProposal.objects.filter(pk__in=[p.pk for p in group]).update(
+            status=ProposalStatus.ACCEPTED, decided_by=actor, decided_at=now, accepted_for=target
+        )
+        audit.record(
+            "constituency_proposal.accept",
+            actor=actor,
+            obj=target,
+            details={
+                "ids": [p.pk for p in group][:500],
+                "values": [p.value for p in group][:500],
+                "count": len(group),
+                "reassigned": sum(1 for p in group if p.organisation_id != org_id),
+            },
+        )
+    return proposals
