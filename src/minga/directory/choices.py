@@ -33,3 +33,22 @@ BUILTIN_SECTORS = [
     ("water", _("Water")),
     ("emergency-services", _("Emergency services")),
 ]
+
+
+class ProposalStatus(models.TextChoices):
+    PENDING = "pending", _("Pending")
+    ACCEPTED = "accepted", _("Accepted")
+    REJECTED = "rejected", _("Rejected")
+
+
+class ProposalBasis(models.TextChoices):
+    """Why a registry resource was proposed for an organisation (or for none)."""
+
+    ABUSE_DOMAIN = "abuse_domain", _("Abuse mailbox in the organisation's domain")
+    NATIONAL_CSIRT = "national_csirt", _("National CSIRT of the state")
+    NO_OWNER = "no_owner", _("No owner found")
+
+
+class RegistryFormat(models.TextChoices):
+    DELEGATED = "delegated", _("RIR statistics (delegated-extended)")
+    RPSL = "rpsl", _("RPSL dump (inetnum, inet6num, aut-num)")

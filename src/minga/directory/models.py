@@ -13,7 +13,14 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext_lazy as _
 
 from minga.core.models import Organisation
-from minga.directory.choices import BUILTIN_SECTORS, ContactRole, OrganisationKind
+from minga.directory.choices import (
+    BUILTIN_SECTORS,
+    ContactRole,
+    OrganisationKind,
+    ProposalBasis,
+    ProposalStatus,
+    RegistryFormat,
+)
 
 
 @cache
@@ -243,3 +250,62 @@ class TeamProfile(models.Model):
 
     def __str__(self) -> str:
         return f"RFC 2350: {self.organisation}"
+
+
+class ConstituencyProposal(models.Model):
+    """A network or AS number read from a registry's data file (RIR statistics, RPSL dump),
+    proposed for an organisation's constituency until a coordinator accepts or rejects it.
+    ``organisation`` is what the load proposed and never changes, so a re-run recognises its
+    own proposals; ``accepted_for`` is where the coordinator put it."""
+
+    KIND_CHOICES = [("network", _("Network")), ("asn", _("AS number"))]
+
+    kind = models.CharField(_("kind"), max_length=10, choices=KIND_CHOICES)
+    value = models.CharField(_("resource"), max_length=43)  # canonical CIDR, or the AS number's digits
+    country = models.CharField(_("country"), max_length=2)
+    source = models.CharField(_("registry"), max_length=40)  # lacnic, arin, ripe, ...
+    source_format = models.CharField(_("file format"), max_length=10, choices=RegistryFormat.choices)
+    holder = models.CharField(_("holder"), max_length=200, blank=True)  # opaque-id, org handle, netname
+    abuse_email = models.CharField(_("abuse mailbox"), max_length=254, blank=True)
+    organisation = models.ForeignKey(
+        Organisation,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="constituency_proposals",
+        verbose_name=_("proposed organisation"),
+    )
+    basis = models.CharField(_("reason"), max_length=20, choices=ProposalBasis.choices)
+    matched_domain = models.CharField(_("matched domain"), max_length=253, blank=True)
+    status = models.CharField(
+        _("status"), max_length=10, choices=ProposalStatus.choices, default=ProposalStatus.PENDING
+    )
+    accepted_for = models.ForeignKey(
+        Organisation,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("accepted for"),
+    )
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decided_at = models.DateTimeField(_("decided"), null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["country", "kind", "value", "pk"]
+        verbose_name = _("constituency proposal")
+        verbose_name_plural = _("constituency proposals")
+        indexes = [
+            # The review page: pending ones by state, by proposed organisation.
+            models.Index(fields=["status", "country"], name="proposal_status_country"),
+            models.Index(fields=["status", "organisation"], name="proposal_status_org"),
+            # A re-run looks its resources up to propose each only once.
+            models.Index(fields=["kind", "value"], name="proposal_resource"),
+        ]
+
+    def __str__(self) -> str:
+        shown = f"AS{self.value}" if self.kind == "asn" else self.value
+        return f"{shown} ({self.country}, {self.source})"
