@@ -273,3 +273,41 @@ def test_second_factor_is_asked_at_the_next_sign_in(
     expect(page).to_have_url(f"{live_server.url}/")
     expect(page.get_by_role("heading", level=1)).to_have_text("Welcome, ana")
     expect(_nav(page).get_by_role("link", name="Organisations")).to_be_visible()
+
+
+# --- (6) directory: bulk import ----------------------------------------------------------------
+
+
+def test_coordinator_imports_a_constituency_file_after_fixing_its_bad_row(
+    live_server: Any,
+    page: Any,
+    login: Callable[..., None],
+    node_admin: User,
+    save_doc_screenshot: Callable[[Any, str], None],
+) -> None:
+    services.create_organisation(node_admin, name="CSIRT Istmo", short_name="csirt-istmo")
+    login(page, node_admin.username)
+    page.goto(f"{live_server.url}/directory/")
+    page.get_by_role("button", name="Import and export").click()  # a link styled as a button
+    expect(page.get_by_role("heading", level=1)).to_have_text("Import and export")
+
+    def upload(text: str) -> None:
+        page.get_by_label("What the file holds").select_option("constituency")
+        page.get_by_label("File", exact=True).set_input_files(
+            files=[{"name": "istmo.csv", "mimeType": "text/csv", "buffer": text.encode()}]
+        )
+        page.get_by_role("button", name="Check and import").click()
+
+    upload("organisation,kind,value\ncsirt-istmo,network,9.9.9.0/24\ncsirt-istmo,network,10.1.0.0/16\n")
+    errors = page.locator("#import-errors li")
+    expect(errors).to_have_count(1)
+    expect(errors).to_contain_text(
+        "line 3, value: 10.1.0.0/16 is a private, reserved or special-purpose range."
+    )
+    expect(page.get_by_text("Nothing was imported: 1 bad row.")).to_be_visible()
+    save_doc_screenshot(page, "directory-import.png")
+
+    upload("organisation,kind,value\ncsirt-istmo,network,9.9.9.0/24\ncsirt-istmo,asn,AS19281\n")
+    expect(page.get_by_text("Imported: 2 created, 0 updated.")).to_be_visible()
+    page.goto(f"{live_server.url}/directory/?who=9.9.9.9")
+    expect(page.locator("main")).to_contain_text("CSIRT Istmo")
