@@ -265,11 +265,22 @@ def read_rows(text: str, fmt: str, dataset: str) -> list[Row]:
         if not isinstance(items, list):
             reason = _('expected an object with a "%(dataset)s" list') % {"dataset": dataset}
             raise ImportRejected([RowError(1, "file", reason)])
-        rows = []
+        rows, errors = [], []
         for number, item in enumerate(items, start=1):
             if not isinstance(item, dict):
-                raise ImportRejected([RowError(number, "item", _("each item must be an object"), "item")])
+                errors.append(RowError(number, "item", _("each item must be an object"), "item"))
+                continue
+            # An escaped NUL (\u0000) becomes a character no database text column holds.
+            for name, value in item.items():
+                if "\x00" in name or "\x00" in str(value):
+                    errors.append(
+                        RowError(
+                            number, name.replace("\x00", ""), _("NUL characters are not allowed"), "item"
+                        )
+                    )
             rows.append(Row(number, "item", item))
+        if errors:
+            raise ImportRejected(errors)
         return rows
     if "\x00" in text:
         raise ImportRejected([RowError(1, "file", _("the file contains NUL characters"))])

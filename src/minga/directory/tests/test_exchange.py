@@ -332,3 +332,19 @@ def test_rest_import_answers_201_or_422_with_every_bad_row(two_teams, node_admin
     assert export.status_code == 200 and export["Content-Type"].startswith("text/csv")
     assert "'=cmd|' /C calc'!A0" in export.content.decode()
     assert client.get("/api/v1/directory/export/users", headers=headers).status_code == 422
+
+
+def test_nul_characters_and_non_objects_are_refused_with_their_place(two_teams):
+    contact = {"organisation": "csirt-a", "role": "duty", "name": "a\x00b", "email": "x@y.example"}
+    escaped = json.dumps({"contacts": [contact, 7]})  # the NUL travels escaped, as \\u0000
+    assert "\\u0000" in escaped
+    with pytest.raises(exchange.ImportRejected) as rejected:
+        exchange.import_text(None, "contacts", escaped, "json")
+    assert [str(e) for e in rejected.value.errors] == [
+        "item 1, name: NUL characters are not allowed",
+        "item 2, item: each item must be an object",
+    ]
+    with pytest.raises(exchange.ImportRejected, match="NUL"):
+        exchange.import_text(
+            None, "contacts", "organisation,role,name,email\ncsirt-a,duty,a\x00b,x@y.example\n", "csv"
+        )
