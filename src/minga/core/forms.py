@@ -10,6 +10,9 @@ from django.conf import settings
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxLengthValidator
+from django.forms.utils import flatatt
+from django.utils.html import escape
+from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext_lazy as _
 
 from minga.core.choices import Role
@@ -45,6 +48,28 @@ class ModelChoiceField(forms.ModelChoiceField):
         if value not in self.empty_values:
             _refuse_out_of_range(self, value)
         return super().to_python(value)
+
+
+class QuickSelect(forms.Select):
+    """Django's ``<select>`` with its options written in Python instead of one template include
+    per option: the same markup, but a list of the network's 5,000 organisations takes
+    milliseconds instead of most of a second (``benchmarks/directory_pages.py``). Grouped
+    choices fall back to Django's rendering."""
+
+    def render(
+        self, name: str, value: Any, attrs: dict[str, Any] | None = None, renderer: Any = None
+    ) -> SafeString:
+        chosen = set(self.format_value(value))
+        options = []
+        for option_value, label in self.choices:
+            if isinstance(label, list | tuple):
+                return super().render(name, value, attrs, renderer)
+            text = "" if option_value is None else str(option_value)
+            selected = " selected" if text in chosen else ""
+            options.append(f'<option value="{escape(text)}"{selected}>{escape(label)}</option>')
+        final_attrs = flatatt(self.build_attrs(self.attrs, attrs))
+        body = "\n".join(options)
+        return mark_safe(f'<select name="{escape(name)}"{final_attrs}>\n{body}\n</select>')  # noqa: S308  (escaped above)
 
 
 class ModelMultipleChoiceField(forms.ModelMultipleChoiceField):

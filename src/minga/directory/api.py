@@ -4,18 +4,20 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils.translation import gettext as _
 from ninja import Field, Router, Schema, Status
+from ninja.pagination import paginate
 from ninja.params import functions as param
 
 from minga.core import access
-from minga.core.api import ShortName, StrictInput
+from minga.core.api import Pages, ShortName, StrictInput
 from minga.core.models import Organisation, User
 from minga.directory import exchange, queries, services
 from minga.directory.choices import OrganisationKind
-from minga.directory.models import MemberState, OrganisationProfile, Sector
+from minga.directory.models import MemberState, OrganisationProfile, PointOfContact, Sector
 
 router = Router(tags=["directory"])
 
@@ -280,7 +282,11 @@ class Accepted(Schema):
 def list_contacts(request: HttpRequest, short_name: ShortName) -> list:
     """An organisation's points of contact (members of the network only)."""
     organisation = get_object_or_404(access.organisations_visible_to(request.user), short_name=short_name)
-    return list(queries.contacts_visible_to(request.user).filter(organisation=organisation))
+    return list(
+        queries.contacts_visible_to(request.user)
+        .filter(organisation=organisation)
+        .select_related("organisation")
+    )
 
 
 @router.post("/organisations/{short_name}/contacts", response={201: ContactOut})
@@ -307,11 +313,13 @@ def request_contact_confirmation(request: HttpRequest, contact_id: int) -> Statu
 
 
 @router.get("/stale-contacts", response=list[ContactOut])
-def list_stale_contacts(request: HttpRequest) -> list:
-    """Contacts not confirmed within MINGA_CONTACT_STALE_DAYS (node admins, the coordinators)."""
+@paginate(Pages)
+def list_stale_contacts(request: HttpRequest) -> QuerySet[PointOfContact]:
+    """Contacts not confirmed within MINGA_CONTACT_STALE_DAYS (node admins, the coordinators),
+    a page at a time (``limit``, ``offset``): a network has thousands."""
     if not _user(request).is_node_admin:
         raise PermissionDenied(_("Only node admins may see this list."))
-    return list(queries.stale_contacts(request.user)[:5000])
+    return queries.stale_contacts(request.user)
 
 
 # --- bulk exchange ---------------------------------------------------------------------------

@@ -3,7 +3,7 @@ from typing import Any
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
-from minga.core.forms import ModelChoiceField, ModelMultipleChoiceField
+from minga.core.forms import ModelChoiceField, ModelMultipleChoiceField, QuickSelect
 from minga.core.models import Organisation
 from minga.directory.choices import ContactRole, OrganisationKind
 from minga.directory.models import MemberState, Sector, TeamProfile
@@ -19,7 +19,10 @@ class ProfileForm(forms.Form):
         widget=forms.CheckboxSelectMultiple,
     )
     parent = ModelChoiceField(
-        label=_("Parent organisation"), queryset=Organisation.objects.none(), required=False
+        label=_("Parent organisation"),
+        queryset=Organisation.objects.none(),
+        required=False,
+        widget=QuickSelect,  # every organisation of the network: thousands of options
     )
     hosting_node = forms.CharField(
         label=_("Hosting node"),

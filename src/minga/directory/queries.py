@@ -6,13 +6,23 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Case, Count, IntegerField, Q, QuerySet, Value, When
 from django.utils import timezone
+from django.utils.functional import cached_property
 
 from minga.core import access
+from minga.core.models import Organisation
 from minga.directory import resolution
 from minga.directory.choices import ContactRole, OrganisationKind
-from minga.directory.models import MemberState, OrganisationProfile, PointOfContact
+from minga.directory.constituency import ASN, DOMAIN, NETWORK
+from minga.directory.models import (
+    ConstituencyASN,
+    ConstituencyDomain,
+    ConstituencyNetwork,
+    MemberState,
+    OrganisationProfile,
+    PointOfContact,
+)
 
 
 def states_with_counts(user: Any) -> QuerySet[MemberState]:
@@ -32,6 +42,62 @@ def profiles_visible_to(user: Any) -> QuerySet[OrganisationProfile]:
     return OrganisationProfile.objects.filter(
         organisation__in=access.organisations_visible_to(user)
     ).select_related("organisation", "state", "parent")
+
+
+def state_profiles(user: Any, state: MemberState) -> QuerySet[OrganisationProfile]:
+    """A state's organisations that the reader may see, in the order its page groups them: by
+    kind (in the order of ``OrganisationKind``), then by name. Loads only what the page shows,
+    so a page of a big state stays cheap."""
+    kind_order = Case(
+        *[When(kind=kind, then=Value(i)) for i, kind in enumerate(OrganisationKind.values)],
+        output_field=IntegerField(),
+    )
+    return (
+        OrganisationProfile.objects.filter(
+            organisation__in=access.organisations_visible_to(user), state=state
+        )
+        .select_related("organisation")
+        .only("kind", "organisation__name", "organisation__short_name")
+        .prefetch_related("sectors")
+        .order_by(kind_order, "organisation__name")
+    )
+
+
+class Constituency:
+    """An organisation's networks, AS numbers and domains as one sequence of ``(kind, value)``
+    rows, networks first, for ``Paginator``: a page reads only its own slice of each table, so a
+    national CSIRT's thousands of networks are never all loaded for one page."""
+
+    TABLES = (
+        (NETWORK, ConstituencyNetwork, "cidr"),
+        (ASN, ConstituencyASN, "asn"),
+        (DOMAIN, ConstituencyDomain, "domain"),
+    )
+
+    def __init__(self, organisation: Organisation) -> None:
+        self.parts = [
+            (kind, model.objects.filter(organisation=organisation).values_list(column, flat=True))
+            for kind, model, column in self.TABLES
+        ]
+
+    @cached_property
+    def counts(self) -> list[int]:
+        return [rows.count() for _kind, rows in self.parts]
+
+    def count(self) -> int:
+        return sum(self.counts)
+
+    def __len__(self) -> int:
+        return self.count()
+
+    def __getitem__(self, window: slice) -> list[tuple[str, str]]:
+        start, stop = window.start or 0, window.stop if window.stop is not None else self.count()
+        rows: list[tuple[str, str]] = []
+        for (kind, values), size in zip(self.parts, self.counts, strict=True):
+            if stop > 0 and start < size:
+                rows += [(kind, str(v)) for v in values[max(start, 0) : min(stop, size)]]
+            start, stop = start - size, stop - size
+        return rows
 
 
 def resolve(user: Any, *, ips: list[str], asns: list[int], domains: list[str]) -> dict[str, list[dict]]:

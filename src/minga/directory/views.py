@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from itertools import groupby
+from operator import attrgetter
+from typing import Any
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Page, Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
@@ -20,9 +25,16 @@ from minga.directory.choices import OrganisationKind
 from minga.directory.forms import ContactForm, ImportForm, ProfileForm, SectorForm, TeamProfileForm
 from minga.directory.models import MemberState, OrganisationProfile, PointOfContact, Sector, TeamProfile
 
+# Rows per page where a list runs into thousands: a big state, the stale contacts, a constituency.
+PROFILES_PER_PAGE = CONTACTS_PER_PAGE = CONSTITUENCY_PER_PAGE = 100
+
 
 def _user(request: HttpRequest) -> User:
     return request.user  # type: ignore[return-value]
+
+
+def _page(request: HttpRequest, rows: Any, per_page: int) -> Page:
+    return Paginator(rows, per_page).get_page(request.GET.get("page"))
 
 
 def _organisation(request: HttpRequest, short_name: str, *, members_only: bool = False) -> Organisation:
@@ -45,16 +57,14 @@ def state_list(request: HttpRequest) -> HttpResponse:
 @login_required
 def state_detail(request: HttpRequest, code: str) -> HttpResponse:
     state = get_object_or_404(MemberState, code=code.upper())
-    profiles = queries.profiles_visible_to(request.user).filter(state=state).prefetch_related("sectors")
-    by_kind = [(label, [p for p in profiles if p.kind == value]) for value, label in OrganisationKind.choices]
+    # A big state has a thousand organisations: one page of them, still grouped by kind.
+    page = _page(request, queries.state_profiles(request.user, state), PROFILES_PER_PAGE)
+    labels = dict(OrganisationKind.choices)
+    by_kind = [(labels[kind], list(group)) for kind, group in groupby(page.object_list, attrgetter("kind"))]
     return render(
         request,
         "directory/state_detail.html",
-        {
-            "state": state,
-            "by_kind": [(label, group) for label, group in by_kind if group],
-            "count": len(profiles),
-        },
+        {"state": state, "by_kind": by_kind, "count": page.paginator.count, "page": page},
     )
 
 
@@ -71,7 +81,12 @@ def state_participation(request: HttpRequest, code: str) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def profile_edit(request: HttpRequest, short_name: str) -> HttpResponse:
     organisation = _organisation(request, short_name)
-    profile = OrganisationProfile.objects.filter(organisation=organisation).first()
+    profile = (
+        OrganisationProfile.objects.select_related("state", "parent")
+        .prefetch_related("sectors")
+        .filter(organisation=organisation)
+        .first()
+    )
     can_edit = can_manage_organisation(_user(request), organisation)
     initial = {}
     if profile is not None:
@@ -105,9 +120,8 @@ def profile_edit(request: HttpRequest, short_name: str) -> HttpResponse:
             "profile": profile,
             "form": form,
             "can_edit": can_edit,
-            "networks": organisation.networks.all(),  # type: ignore[attr-defined]
-            "asns": organisation.asns.all(),  # type: ignore[attr-defined]
-            "domains": organisation.domains.all(),  # type: ignore[attr-defined]
+            # A national CSIRT may answer for thousands of networks: one page of them at a time.
+            "page": _page(request, queries.Constituency(organisation), CONSTITUENCY_PER_PAGE),
             "contacts": queries.contacts_visible_to(request.user).filter(organisation=organisation),
             "contact_form": ContactForm() if can_edit else None,
             "contact_actions": [
@@ -172,11 +186,13 @@ def coordination(request: HttpRequest) -> HttpResponse:
     """The coordinator's view: stale contacts and states without a confirmed 24/7 contact."""
     if not _user(request).is_node_admin:
         raise PermissionDenied(_("Only node admins may see this page."))
+    stale = _page(request, queries.stale_contacts(request.user), CONTACTS_PER_PAGE)
     return render(
         request,
         "directory/coordination.html",
         {
-            "stale": queries.stale_contacts(request.user)[:500],
+            "stale": stale,
+            "page": stale,
             "uncovered": sorted(
                 queries.states_without_confirmed_duty_contact(request.user), key=lambda s: s.name
             ),
