@@ -8,16 +8,22 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils.translation import gettext as _
-from ninja import Field, Router, Schema, Status
+from ninja import Field, Query, Router, Schema, Status
 from ninja.pagination import paginate
 from ninja.params import functions as param
 
 from minga.core import access
 from minga.core.api import Pages, ShortName, StrictInput
 from minga.core.models import Organisation, User
-from minga.directory import exchange, queries, services
+from minga.directory import exchange, queries, registries, services
 from minga.directory.choices import OrganisationKind
-from minga.directory.models import MemberState, OrganisationProfile, PointOfContact, Sector
+from minga.directory.models import (
+    ConstituencyProposal,
+    MemberState,
+    OrganisationProfile,
+    PointOfContact,
+    Sector,
+)
 
 router = Router(tags=["directory"])
 
@@ -394,3 +400,100 @@ def import_dataset(request: HttpRequest, dataset: Dataset, payload: ImportIn) ->
         detail = _("Nothing was imported: %(count)d bad row(s).") % {"count": len(errors)}
         return Status(422, {"detail": detail, "errors": errors[:1000]})
     return Status(201, {"dataset": dataset, "created": result.created, "updated": result.updated})
+
+
+# --- registry proposals ----------------------------------------------------------------------
+
+OrganisationName = Annotated[str, Field(max_length=40, pattern=r"^[-a-zA-Z0-9_]+$")]
+
+
+class ProposalOut(Schema):
+    id: int
+    kind: Literal["network", "asn"]
+    value: str = Field(..., description="A CIDR, or the AS number's digits")
+    country: str
+    source: str = Field(..., description="The registry the data came from (lacnic, arin, ripe, ...)")
+    source_format: Literal["delegated", "rpsl"]
+    holder: str
+    abuse_email: str
+    organisation: str | None = Field(..., description="The proposed organisation's short name")
+    basis: Literal["abuse_domain", "national_csirt", "no_owner"]
+    matched_domain: str
+    status: Literal["pending", "accepted", "rejected"]
+    accepted_for: str | None
+    decided_by: str | None
+    decided_at: datetime | None
+    created_at: datetime
+
+    @staticmethod
+    def resolve_organisation(proposal: ConstituencyProposal) -> str | None:
+        return proposal.organisation.short_name if proposal.organisation else None
+
+    @staticmethod
+    def resolve_accepted_for(proposal: ConstituencyProposal) -> str | None:
+        return proposal.accepted_for.short_name if proposal.accepted_for else None
+
+    @staticmethod
+    def resolve_decided_by(proposal: ConstituencyProposal) -> str | None:
+        return proposal.decided_by.get_username() if proposal.decided_by else None
+
+
+class ProposalFilter(Schema):
+    status: Literal["pending", "accepted", "rejected", "all"] = "pending"
+    state: str | None = Field(None, pattern=r"^[A-Za-z]{2}$", description="ISO 3166-1 alpha-2 code")
+    organisation: OrganisationName | None = Field(None, description="Proposed for this organisation")
+    unassigned: bool = Field(False, description="Only proposals that name no organisation")
+
+
+class ProposalDecision(StrictInput):
+    ids: list[Annotated[int, Field(ge=1, le=2**63 - 1)]] = Field(
+        ..., min_length=1, max_length=services.MAX_DECISIONS
+    )
+    decision: Literal["accept", "reject"]
+    organisation: OrganisationName | None = Field(
+        None, description="Accept for this organisation instead of the proposed one"
+    )
+
+
+class DecisionOut(Schema):
+    decision: str
+    count: int
+
+
+def _named_organisation(request: HttpRequest, short_name: str | None) -> Organisation | None:
+    if not short_name:
+        return None
+    found = access.organisations_visible_to(request.user).filter(short_name=short_name).first()
+    if found is None:
+        raise ValidationError(
+            {"organisation": _("No organisation is called %(name)s.") % {"name": short_name}}
+        )
+    return found
+
+
+@router.get("/proposals", response=list[ProposalOut])
+@paginate(Pages)
+def list_proposals(request: HttpRequest, filters: Query[ProposalFilter]) -> QuerySet[ConstituencyProposal]:
+    """Networks and AS numbers read from registry data, with the owner proposed for each, for a
+    coordinator to accept or reject (node admins)."""
+    if not _user(request).is_node_admin:
+        raise PermissionDenied(_("Only node admins may see proposals."))
+    return registries.proposals_for(
+        request.user,
+        status="" if filters.status == "all" else filters.status,
+        state=filters.state or "",
+        organisation=_named_organisation(request, filters.organisation),
+        unassigned=filters.unassigned,
+    ).select_related("decided_by")
+
+
+@router.post("/proposals/decide", response=DecisionOut)
+def decide_proposals(request: HttpRequest, payload: ProposalDecision) -> dict:
+    """Accept proposals into constituencies (for the proposed organisation, or for the one
+    named here) or reject them; all or nothing (node admins)."""
+    if not _user(request).is_node_admin:
+        raise PermissionDenied(_("Only node admins may decide on proposals."))
+    decided = services.decide_proposals(
+        _user(request), payload.ids, payload.decision, _named_organisation(request, payload.organisation)
+    )
+    return {"decision": payload.decision, "count": len(decided)}

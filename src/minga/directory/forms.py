@@ -5,7 +5,7 @@ from django.utils.translation import gettext_lazy as _
 
 from minga.core.forms import ModelChoiceField, ModelMultipleChoiceField, QuickSelect
 from minga.core.models import Organisation
-from minga.directory.choices import ContactRole, OrganisationKind
+from minga.directory.choices import ContactRole, OrganisationKind, ProposalStatus, RegistryFormat
 from minga.directory.models import MemberState, Sector, TeamProfile
 
 
@@ -104,3 +104,29 @@ class ImportForm(forms.Form):
             raise forms.ValidationError(_("The file is not UTF-8 text.")) from exc
         self.cleaned_data["format"] = "json" if upload.name.lower().endswith(".json") else "csv"
         return text
+
+
+# --- registry proposals ----------------------------------------------------------------------
+
+
+class RegistryUploadForm(forms.Form):
+    """A registry's data file, small enough for a web request; the command line takes the rest."""
+
+    format = forms.ChoiceField(label=_("Format"), choices=RegistryFormat.choices)
+    file = forms.FileField(
+        label=_("File"),
+        help_text=_(
+            "RIR statistics (delegated-extended) or an RPSL dump, plain or gzip-compressed. "
+            "Larger files: minga directory seed."
+        ),
+    )
+
+
+class ProposalFilterForm(forms.Form):
+    """The review page's filters; a value that is not offered is ignored, not an error page."""
+
+    status = forms.ChoiceField(
+        label=_("Status"), required=False, choices=[*ProposalStatus.choices, ("all", _("All"))]
+    )
+    state = forms.RegexField(label=_("State"), required=False, regex=r"^[A-Za-z]{2}$")
+    owner = forms.RegexField(label=_("Proposed organisation"), required=False, regex=r"^[-a-zA-Z0-9_]{1,40}$")

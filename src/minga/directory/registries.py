@@ -19,19 +19,21 @@ from __future__ import annotations
 import gzip
 import ipaddress
 import re
+import zlib
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from minga.core import audit
+from minga.core.demo import DEMO_PREFIX
 from minga.core.models import Organisation, User
 from minga.core.services import is_node_admin
 from minga.directory.choices import OrganisationKind, ProposalBasis, ProposalStatus, RegistryFormat
@@ -179,7 +181,8 @@ def open_lines(path: str | Path, max_chars: int | None = None) -> Iterator[str]:
                         _("The file holds more than %(size)d MB of text; load it with the command line.")
                         % {"size": max_chars // (1024 * 1024)}
                     )
-            yield line
+            # PostgreSQL text cannot hold NUL: a stray one must not fail the write at the end.
+            yield line.replace("\x00", "") if "\x00" in line else line
 
 
 def _country(text: str) -> str | None:
@@ -187,8 +190,8 @@ def _country(text: str) -> str | None:
     return code if len(code) == 2 and code.isascii() and code.isalpha() else None
 
 
-def _networks(first: ipaddress._BaseAddress, last: ipaddress._BaseAddress) -> list[str]:
-    return [str(n) for n in ipaddress.summarize_address_range(first, last)]  # type: ignore[arg-type]
+def _networks(first: ipaddress.IPv4Address, last: ipaddress.IPv4Address) -> list[str]:
+    return [str(n) for n in ipaddress.summarize_address_range(first, last)]
 
 
 # --- RIR statistics exchange format (delegated-extended) -----------------------------------------
@@ -539,16 +542,20 @@ class OwnerFinder:
         self.participating = set(
             MemberState.objects.filter(participating=True).values_list("code", flat=True)
         )
+        # Demo organisations hold documentation ranges only (constituency.classify): never owners.
+        real = ~Q(organisation__short_name__startswith=DEMO_PREFIX)
         csirts: dict[str, list[int]] = {}
         for code, org_id in OrganisationProfile.objects.filter(
-            kind=OrganisationKind.NATIONAL_CSIRT, state__isnull=False
+            real, kind=OrganisationKind.NATIONAL_CSIRT, state__isnull=False
         ).values_list("state__code", "organisation_id"):
             csirts.setdefault(code, []).append(org_id)
         self.national_csirt = {code: ids[0] for code, ids in csirts.items() if len(ids) == 1}
         self.domains: dict[str, set[int]] = {}
-        for domain, org_id in ConstituencyDomain.objects.values_list("domain", "organisation_id"):
+        for domain, org_id in ConstituencyDomain.objects.filter(real).values_list(
+            "domain", "organisation_id"
+        ):
             self.domains.setdefault(domain, set()).add(org_id)
-        for email, org_id in PointOfContact.objects.values_list("email", "organisation_id"):
+        for email, org_id in PointOfContact.objects.filter(real).values_list("email", "organisation_id"):
             domain = email.rpartition("@")[2].strip().lower().rstrip(".")
             if domain and domain not in FREEMAIL:
                 self.domains.setdefault(domain, set()).add(org_id)
@@ -639,7 +646,7 @@ def _store(candidates: dict[Key, _Candidate], fmt: str, report: Report) -> None:
             elif key in proposed:
                 report.skipped["already_proposed"] += 1
             else:
-                kind, value, org_id = key
+                kind, value, owner_id = key
                 c = candidates[key]
                 new.append(
                     ConstituencyProposal(
@@ -650,7 +657,7 @@ def _store(candidates: dict[Key, _Candidate], fmt: str, report: Report) -> None:
                         source_format=fmt,
                         holder=c.holder,
                         abuse_email=c.abuse_email,
-                        organisation_id=org_id,
+                        organisation_id=owner_id,
                         basis=c.basis,
                         matched_domain=c.matched_domain,
                     )
@@ -710,6 +717,10 @@ def seed_proposals(
             )
     except TooLarge as exc:
         raise ValidationError({"file": str(exc)}) from exc
+    except (OSError, EOFError, zlib.error) as exc:  # a corrupt or truncated .gz
+        raise ValidationError(
+            {"file": _("The file could not be read: %(error)s") % {"error": str(exc)[:200]}}
+        ) from exc
     with transaction.atomic():
         _store(candidates, fmt, report)
         audit.record(
@@ -752,24 +763,31 @@ def proposals_for(
 
 
 def pending_owners() -> QuerySet[Organisation]:
-    """The organisations that pending proposals name: the review page's filter."""
+    """The organisations that pending proposals name, each with ``pending`` (how many): the
+    review page's filter."""
     return (
-        Organisation.objects.filter(constituency_proposals__status=ProposalStatus.PENDING)
-        .distinct()
+        Organisation.objects.annotate(
+            pending=Count(
+                "constituency_proposals", filter=Q(constituency_proposals__status=ProposalStatus.PENDING)
+            )
+        )
+        .filter(pending__gt=0)
         .order_by("name")
     )
 
 
-def describe(report: Report) -> Iterable[str]:
-    """The report in lines a person reads (the command line prints them)."""
-    yield _("Read %(lines)d lines: %(records)d records holding %(resources)d networks and AS numbers.") % {
-        "lines": report.lines,
-        "records": report.records,
-        "resources": report.resources,
-    }
-    for label, count in report.skipped_labels():
-        yield _("Skipped %(count)d: %(reason)s.") % {"count": count, "reason": label}
+def describe(report: Report) -> tuple[list[str], list[str]]:
+    """The report in lines a person reads: what was read and passed over, then what was
+    proposed (the command line prints the problems between the two)."""
+    read = [
+        _("Read %(lines)d lines: %(records)d records holding %(resources)d networks and AS numbers.")
+        % {"lines": report.lines, "records": report.records, "resources": report.resources}
+    ]
+    read += [
+        _("Skipped %(count)d: %(reason)s.") % {"count": count, "reason": label}
+        for label, count in report.skipped_labels()
+    ]
     basis = dict(ProposalBasis.choices)
-    yield _("Proposed %(count)d.") % {"count": report.proposed}
-    for code, count in report.by_basis.most_common():
-        yield f"  {basis.get(code, code)}: {count}"
+    proposed = [_("Proposed %(count)d.") % {"count": report.proposed}]
+    proposed += [f"  {basis.get(code, code)}: {count}" for code, count in report.by_basis.most_common()]
+    return read, proposed

@@ -29,4 +29,7 @@ urlpatterns = [
     path("sectors/", views.sector_list, name="sector_list"),
     path("exchange/", views.exchange_page, name="exchange"),
     path("exchange/export/", views.exchange_export, name="exchange_export"),
+    path("proposals/", views.proposal_list, name="proposals"),
+    path("proposals/upload/", views.proposal_upload, name="proposal_upload"),
+    path("proposals/decide/", views.proposal_decide, name="proposal_decide"),
 ]

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import re
+import tempfile
 from itertools import groupby
 from operator import attrgetter
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Page, Paginator
+from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -20,10 +26,25 @@ from minga.core import access
 from minga.core.forms import attach_service_errors
 from minga.core.models import Organisation, User
 from minga.core.services import can_manage_organisation
-from minga.directory import contacts, exchange, queries, rfc2350, securitytxt, services
-from minga.directory.choices import OrganisationKind
-from minga.directory.forms import ContactForm, ImportForm, ProfileForm, SectorForm, TeamProfileForm
-from minga.directory.models import MemberState, OrganisationProfile, PointOfContact, Sector, TeamProfile
+from minga.directory import contacts, exchange, queries, registries, rfc2350, securitytxt, services
+from minga.directory.choices import OrganisationKind, ProposalBasis, ProposalStatus
+from minga.directory.forms import (
+    ContactForm,
+    ImportForm,
+    ProfileForm,
+    ProposalFilterForm,
+    RegistryUploadForm,
+    SectorForm,
+    TeamProfileForm,
+)
+from minga.directory.models import (
+    ConstituencyProposal,
+    MemberState,
+    OrganisationProfile,
+    PointOfContact,
+    Sector,
+    TeamProfile,
+)
 
 # Rows per page where a list runs into thousands: a big state, the stale contacts, a constituency.
 PROFILES_PER_PAGE = CONTACTS_PER_PAGE = CONSTITUENCY_PER_PAGE = 100
@@ -383,3 +404,157 @@ def exchange_export(request: HttpRequest) -> HttpResponse:
     response = HttpResponse(text, content_type=content_type)
     response["Content-Disposition"] = f'attachment; filename="minga-{dataset}.{fmt}"'
     return response
+
+
+# --- registry proposals ----------------------------------------------------------------------
+
+PROPOSALS_PER_PAGE = 100
+NO_OWNER = "-"  # the owner filter's value for proposals that name no organisation
+_SHORT_NAME = re.compile(r"^[-a-zA-Z0-9_]{1,40}$")
+
+
+def _require_node_admin(request: HttpRequest) -> None:
+    if not _user(request).is_node_admin:
+        raise PermissionDenied(_("Only node admins may see this page."))
+
+
+def _proposal_filters(data: Any) -> dict[str, str]:
+    """The request's valid filters; a value not offered is dropped rather than answered with an
+    error page."""
+    form = ProposalFilterForm(data)
+    form.is_valid()
+    return {
+        "status": form.cleaned_data.get("status") or ProposalStatus.PENDING,
+        "state": (form.cleaned_data.get("state") or "").upper(),
+        "owner": form.cleaned_data.get("owner") or "",
+    }
+
+
+def _filter_query(filters: dict[str, str]) -> str:
+    return urlencode({k: v for k, v in filters.items() if v})
+
+
+def _named(short_name: str) -> Organisation | None:
+    if not _SHORT_NAME.match(short_name):
+        return None
+    return Organisation.objects.filter(short_name=short_name).first()
+
+
+def _proposal_page(
+    request: HttpRequest,
+    *,
+    upload_form: RegistryUploadForm | None = None,
+    report: registries.Report | None = None,
+) -> HttpResponse:
+    filters = _proposal_filters(request.GET)
+    owner = _named(filters["owner"]) if filters["owner"] not in ("", NO_OWNER) else None
+    proposals = registries.proposals_for(
+        request.user,
+        status="" if filters["status"] == "all" else filters["status"],
+        state=filters["state"],
+        organisation=owner,
+        unassigned=filters["owner"] == NO_OWNER,
+    )
+    if filters["owner"] not in ("", NO_OWNER) and owner is None:
+        proposals = proposals.none()
+    pending = ConstituencyProposal.objects.filter(status=ProposalStatus.PENDING)
+    by_state = dict(
+        pending.order_by().values_list("country").annotate(n=Count("pk")).values_list("country", "n")
+    )
+    states = sorted(MemberState.objects.filter(code__in=by_state), key=lambda s: s.name)
+    owners = list(registries.pending_owners())
+    csirts = Organisation.objects.filter(profile__kind=OrganisationKind.NATIONAL_CSIRT).order_by("name")
+    return render(
+        request,
+        "directory/proposals.html",
+        {
+            "page": Paginator(proposals, PROPOSALS_PER_PAGE).get_page(request.GET.get("page")),
+            "filters": filters,
+            "query": _filter_query(filters),
+            "statuses": [*ProposalStatus.choices, ("all", _("All"))],
+            "states": [(s, by_state[s.code]) for s in states],
+            "owners": owners,
+            "unassigned": pending.filter(organisation__isnull=True).count(),
+            "owner": owner,
+            "owner_pending": pending.filter(organisation=owner).count() if owner else 0,
+            "choices": sorted({*owners, *csirts}, key=attrgetter("name")),
+            "bases": dict(ProposalBasis.choices),
+            "no_owner": NO_OWNER,
+            "upload_form": upload_form or RegistryUploadForm(),
+            "report": report,
+            "max_upload_mb": settings.MINGA_MAX_REQUEST_BYTES // (1024 * 1024),
+        },
+    )
+
+
+@login_required
+def proposal_list(request: HttpRequest) -> HttpResponse:
+    """The coordinator's review of networks and AS numbers proposed from registry data."""
+    _require_node_admin(request)
+    return _proposal_page(request)
+
+
+@login_required
+@require_POST
+def proposal_upload(request: HttpRequest) -> HttpResponse:
+    """Load a registry file of modest size; the report is shown on the page."""
+    _require_node_admin(request)
+    form = RegistryUploadForm(request.POST, request.FILES)
+    report = None
+    if form.is_valid():
+        upload = form.cleaned_data["file"]
+        name = (upload.name or "upload").replace("\x00", "")[:200]
+        with tempfile.TemporaryDirectory(prefix="minga-seed-") as folder:
+            path = Path(folder) / "registry-data"
+            with path.open("wb") as out:
+                for chunk in upload.chunks():
+                    out.write(chunk)
+            try:
+                report = registries.seed_proposals(
+                    _user(request),
+                    [path],
+                    form.cleaned_data["format"],
+                    max_chars=registries.MAX_UPLOAD_TEXT_CHARS,
+                    names=[name],
+                )
+            except ValidationError as exc:
+                attach_service_errors(form, exc)
+    if report is not None:
+        messages.success(request, _("%(count)d proposals added.") % {"count": report.proposed})
+    return _proposal_page(request, upload_form=form, report=report)
+
+
+@login_required
+@require_POST
+def proposal_decide(request: HttpRequest) -> HttpResponse:
+    """Accept or reject the chosen proposals, or all pending ones of an organisation; accepting
+    may name another organisation than the proposed one."""
+    _require_node_admin(request)
+    filters = _proposal_filters(request.POST)
+    back = redirect(f"{reverse('directory:proposals')}?{_filter_query(filters)}")
+    target = None
+    target_name = request.POST.get("organisation", "").strip()
+    if target_name:
+        target = _named(target_name)
+        if target is None:
+            messages.error(request, _("No organisation is called %(name)s.") % {"name": target_name[:40]})
+            return back
+    all_for = request.POST.get("all_for", "")
+    if all_for:
+        owner = _named(all_for)
+        pending = ConstituencyProposal.objects.filter(status=ProposalStatus.PENDING, organisation=owner)
+        ids = list(pending.values_list("pk", flat=True)[: services.MAX_DECISIONS]) if owner else []
+    else:
+        ids = [int(v) for v in request.POST.getlist("ids") if v.isascii() and v.isdigit() and len(v) < 19]
+    decision = request.POST.get("decision", "")
+    try:
+        decided = services.decide_proposals(_user(request), ids, decision, target)
+    except ValidationError as exc:
+        for text in exc.messages[:50]:
+            messages.error(request, text)
+    else:
+        if decision == "accept":
+            messages.success(request, _("%(count)d proposals accepted.") % {"count": len(decided)})
+        else:
+            messages.success(request, _("%(count)d proposals rejected.") % {"count": len(decided)})
+    return back

@@ -1,10 +1,11 @@
 from pathlib import Path
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from minga.core.models import Organisation
-from minga.directory import exchange
+from minga.directory import exchange, registries
 
 
 class Command(BaseCommand):
@@ -22,8 +23,20 @@ class Command(BaseCommand):
         load.add_argument("dataset", choices=exchange.DATASETS)
         load.add_argument("file", help="a CSV or JSON file as written by export")
         load.add_argument("--format", choices=exchange.FORMATS, help="default: from the file's extension")
+        seed = actions.add_parser(
+            "seed",
+            help="propose constituencies from registry data (RIR statistics or RPSL dumps, .gz read as is)",
+        )
+        seed.add_argument("files", nargs="+", metavar="FILE", help="one or more files of the same format")
+        seed.add_argument("--format", choices=registries.FORMATS, required=True, dest="registry_format")
+        seed.add_argument(
+            "--problems", type=int, default=50, metavar="N", help="print the first N problems (default 50)"
+        )
 
-    def handle(self, *args: Any, action: str, dataset: str, **options: Any) -> None:
+    def handle(self, *args: Any, action: str, dataset: str = "", **options: Any) -> None:
+        if action == "seed":
+            self._seed(options["files"], options["registry_format"], max(options["problems"], 0))
+            return
         if action == "export":
             for short_name in options["organisation"]:
                 if not Organisation.objects.filter(short_name=short_name).exists():
@@ -44,3 +57,25 @@ class Command(BaseCommand):
         except UnicodeDecodeError as exc:
             raise CommandError(f"{path} is not UTF-8 text: {exc}") from exc
         self.stdout.write(self.style.SUCCESS(f"{dataset}: {result}"))
+
+    def _seed(self, files: list[str], fmt: str, shown: int) -> None:
+        paths = [Path(f) for f in files]
+        for path in paths:
+            if not path.is_file():
+                raise CommandError(f"{path} is not a file.")
+        try:
+            report = registries.seed_proposals(None, paths, fmt)
+        except ValidationError as exc:
+            raise CommandError(" ".join(exc.messages)) from exc
+        read, proposed = registries.describe(report)
+        for line in read:
+            self.stdout.write(line)
+        if report.problem_count:
+            self.stdout.write(f"{report.problem_count} problem(s), records not read or resources refused:")
+            for problem in report.problems[:shown]:
+                self.stdout.write(f"  {problem}")
+            if report.problem_count > shown:
+                self.stdout.write(f"  ... and {report.problem_count - shown} more")
+        self.stdout.write(self.style.SUCCESS(proposed[0]))
+        for line in proposed[1:]:
+            self.stdout.write(line)
