@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, Q, QuerySet
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
@@ -622,6 +623,7 @@ def _store(candidates: dict[Key, _Candidate], fmt: str, report: Report) -> None:
     owner, in anyone's) and not proposed by an earlier load."""
     # Serialises with constituency changes and other loads: both bump or lock this row.
     ConstituencyGeneration.objects.select_for_update().filter(pk=1).first()
+    created_at = connection.ops.adapt_datetimefield_value(timezone.now())
     keys = list(candidates)
     for start in range(0, len(keys), BATCH):
         batch = keys[start : start + BATCH]
@@ -639,7 +641,7 @@ def _store(candidates: dict[Key, _Candidate], fmt: str, report: Report) -> None:
                 Q(kind=NETWORK, value__in=nets) | Q(kind=ASN, value__in=[str(a) for a in asns])
             ).values_list("kind", "value", "organisation_id")
         )
-        new: list[ConstituencyProposal] = []
+        rows: list[tuple[Any, ...]] = []
         for key in batch:
             if key in present:
                 report.skipped["in_constituency"] += 1
@@ -648,23 +650,42 @@ def _store(candidates: dict[Key, _Candidate], fmt: str, report: Report) -> None:
             else:
                 kind, value, owner_id = key
                 c = candidates[key]
-                new.append(
-                    ConstituencyProposal(
-                        kind=kind,
-                        value=value,
-                        country=c.country,
-                        source=c.registry,
-                        source_format=fmt,
-                        holder=c.holder,
-                        abuse_email=c.abuse_email,
-                        organisation_id=owner_id,
-                        basis=c.basis,
-                        matched_domain=c.matched_domain,
-                    )
-                )
+                row = (kind, value, c.country, c.registry, fmt, c.holder, c.abuse_email, owner_id)
+                rows.append((*row, c.basis, c.matched_domain, ProposalStatus.PENDING.value, created_at))
                 report.by_basis[c.basis] += 1
-        ConstituencyProposal.objects.bulk_create(new)
-        report.proposed += len(new)
+        _insert(rows)
+        report.proposed += len(rows)
+
+
+_INSERTED = (
+    "kind",
+    "value",
+    "country",
+    "source",
+    "source_format",
+    "holder",
+    "abuse_email",
+    "organisation",
+    "basis",
+    "matched_domain",
+    "status",
+    "created_at",
+)
+
+
+def _insert(rows: list[tuple[Any, ...]]) -> None:
+    """One prepared INSERT run over the batch. bulk_create prepares every field of every row in
+    Python and, on SQLite, splits a batch into statements of 999 parameters: five times slower
+    for a load of 100,000 proposals. The values here are plain strings and numbers already."""
+    if not rows:
+        return
+    meta = ConstituencyProposal._meta
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(meta.get_field(name).column) for name in _INSERTED)
+    placeholders = ", ".join(["%s"] * len(_INSERTED))
+    sql = f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({placeholders})"  # noqa: S608 (names from the model)
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
 
 
 def seed_proposals(
