@@ -3,7 +3,7 @@ from typing import Any
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
-from minga.core.forms import ModelChoiceField, ModelMultipleChoiceField, QuickSelect
+from minga.core.forms import ModelChoiceField, ModelMultipleChoiceField, QuickModelChoiceField
 from minga.core.models import Organisation
 from minga.directory.choices import ContactRole, OrganisationKind, ProposalStatus, RegistryFormat
 from minga.directory.models import MemberState, Sector, TeamProfile
@@ -18,11 +18,11 @@ class ProfileForm(forms.Form):
         required=False,
         widget=forms.CheckboxSelectMultiple,
     )
-    parent = ModelChoiceField(
+    parent = QuickModelChoiceField(  # every organisation of the network: thousands of options
         label=_("Parent organisation"),
         queryset=Organisation.objects.none(),
         required=False,
-        widget=QuickSelect,  # every organisation of the network: thousands of options
+        label_field="name",
     )
     hosting_node = forms.CharField(
         label=_("Hosting node"),

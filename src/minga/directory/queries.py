@@ -28,8 +28,7 @@ from minga.directory.models import (
 def states_with_counts(user: Any) -> QuerySet[MemberState]:
     """Member states with how many organisations of each kind the reader may see. The directory
     is network-internal: a reader without a membership sees the states but counts nothing."""
-    visible = access.organisations_visible_to(user)
-    counted = Q(profiles__organisation__in=visible)
+    counted = access.organisation_filter(user, "profiles__organisation")
     return MemberState.objects.annotate(
         organisation_count=Count("profiles", filter=counted),
         national_csirt_count=Count(
@@ -39,9 +38,9 @@ def states_with_counts(user: Any) -> QuerySet[MemberState]:
 
 
 def profiles_visible_to(user: Any) -> QuerySet[OrganisationProfile]:
-    return OrganisationProfile.objects.filter(
-        organisation__in=access.organisations_visible_to(user)
-    ).select_related("organisation", "state", "parent")
+    return OrganisationProfile.objects.filter(access.organisation_filter(user)).select_related(
+        "organisation", "state", "parent"
+    )
 
 
 def state_profiles(user: Any, state: MemberState) -> QuerySet[OrganisationProfile]:
@@ -53,9 +52,7 @@ def state_profiles(user: Any, state: MemberState) -> QuerySet[OrganisationProfil
         output_field=IntegerField(),
     )
     return (
-        OrganisationProfile.objects.filter(
-            organisation__in=access.organisations_visible_to(user), state=state
-        )
+        OrganisationProfile.objects.filter(access.organisation_filter(user), state=state)
         .select_related("organisation")
         .only("kind", "organisation__name", "organisation__short_name")
         .prefetch_related("sectors")
@@ -155,7 +152,7 @@ def contacts_visible_to(user: Any) -> QuerySet[PointOfContact]:
     """Contacts are personal data: members of the network read them, nobody else."""
     if not access.reader_for(user).is_network_member:
         return PointOfContact.objects.none()
-    return PointOfContact.objects.filter(organisation__in=access.organisations_visible_to(user))
+    return PointOfContact.objects.filter(access.organisation_filter(user))
 
 
 def stale_contacts(user: Any) -> QuerySet[PointOfContact]:

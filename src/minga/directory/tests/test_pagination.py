@@ -8,11 +8,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.contrib.auth.models import AnonymousUser
 from django.test import Client
 from django.utils import timezone
 
+from minga.core import access
 from minga.core.choices import Role
-from minga.core.models import User
+from minga.core.models import Organisation, User
 from minga.directory import queries, services, views
 from minga.directory.choices import OrganisationKind
 from minga.directory.models import (
@@ -130,10 +132,8 @@ def test_a_profile_shows_its_constituency_a_page_at_a_time(
     assert login_client(loner).get("/directory/organisations/csirt-big/?page=2").status_code == 404
 
 
-def test_the_profile_form_lists_every_other_organisation_as_a_possible_parent(
-    peru, node_admin, login_client
-):
-    parent = OrganisationProfile.objects.get(organisation__short_name="pe-national").organisation
+def test_the_profile_form_lists_every_other_organisation_as_a_possible_parent(peru, node_admin, login_client):
+    parent = Organisation.objects.get(short_name="pe-national")
     child = OrganisationProfile.objects.get(organisation__short_name="pe-uni")
     services.update_profile(None, child.organisation, kind=child.kind, state=peru, sectors=[], parent=parent)
     html = login_client(node_admin).get("/directory/organisations/pe-uni/").content.decode()
@@ -143,12 +143,26 @@ def test_the_profile_form_lists_every_other_organisation_as_a_possible_parent(
     assert "Organisation pe-uni<" not in select
 
 
+def test_the_parent_chosen_in_the_form_is_saved_and_a_hidden_one_refused(peru, node_admin, login_client):
+    client = login_client(node_admin)
+    bank = Organisation.objects.get(short_name="pe-bank-a")
+    form = {"kind": OrganisationKind.ACADEMIA, "state": peru.pk, "hosting_node": ""}
+    saved = client.post("/directory/organisations/pe-uni/", {**form, "parent": bank.pk})
+    assert saved.status_code == 302
+    assert OrganisationProfile.objects.get(organisation__short_name="pe-uni").parent == bank
+    uni = Organisation.objects.get(short_name="pe-uni")
+    refused = client.post("/directory/organisations/pe-uni/", {**form, "parent": uni.pk})
+    assert refused.status_code == 200 and "Select a valid choice" in refused.content.decode()
+    assert 'aria-invalid="true"' in refused.content.decode().split('name="parent"')[1].split(">")[0]
+    assert OrganisationProfile.objects.get(organisation__short_name="pe-uni").parent == bank
+
+
 @pytest.fixture
 def stale_contacts(peru, node_admin):
     long_ago = timezone.now() - timedelta(days=400)
     for i, short_name in enumerate(["pe-bank-a", "pe-bank-b", "pe-uni"]):
         PointOfContact.objects.create(
-            organisation=OrganisationProfile.objects.get(organisation__short_name=short_name).organisation,
+            organisation=Organisation.objects.get(short_name=short_name),
             role="duty",
             name=f"Stale {i}",
             email=f"stale{i}@example.org",
@@ -177,7 +191,7 @@ def test_the_stale_contacts_api_pages_with_limit_and_offset(
     rest = client.get("/api/v1/directory/stale-contacts?limit=2&offset=2", headers=headers).json()
     assert [c["name"] for c in rest["items"]] == ["Stale 2"]
     assert client.get("/api/v1/directory/stale-contacts?limit=0", headers=headers).status_code == 422
-    analyst = make_user("ana", OrganisationProfile.objects.get(organisation__short_name="pe-uni").organisation)
+    analyst = make_user("ana", Organisation.objects.get(short_name="pe-uni"))
     assert client.get("/api/v1/directory/stale-contacts", headers=bearer(analyst)).status_code == 403
     loner = User.objects.create_user("loner", password="x" * 20)
     assert client.get("/api/v1/directory/stale-contacts", headers=bearer(loner)).status_code == 403
@@ -186,7 +200,7 @@ def test_the_stale_contacts_api_pages_with_limit_and_offset(
 def test_listing_contacts_does_not_query_once_per_contact(
     stale_contacts, make_user, bearer, django_assert_max_num_queries
 ):
-    org = OrganisationProfile.objects.get(organisation__short_name="pe-uni").organisation
+    org = Organisation.objects.get(short_name="pe-uni")
     PointOfContact.objects.bulk_create(
         PointOfContact(organisation=org, role="technical", name=f"Tech {i}", email=f"t{i}@example.org")
         for i in range(20)
@@ -195,3 +209,30 @@ def test_listing_contacts_does_not_query_once_per_contact(
     with django_assert_max_num_queries(8):
         listed = Client().get("/api/v1/directory/organisations/pe-uni/contacts", headers=headers).json()
     assert len(listed) == 21 and {c["organisation"] for c in listed} == {"pe-uni"}
+
+
+def test_the_organisation_filter_admits_exactly_the_visible_organisations(
+    stale_contacts, make_org, make_user
+):
+    """The directory filters its tables with ``access.organisation_filter`` (no subquery over
+    every organisation); it must admit what ``organisations_visible_to`` admits, for everyone."""
+    outside = make_org("outside", member=False)
+    lapsed = make_user("lapsed", Organisation.objects.get(short_name="pe-uni"))
+    lapsed.memberships.update(is_active=False)
+    readers = [
+        make_user("member", Organisation.objects.get(short_name="pe-bank-a")),
+        make_user("guest", outside),
+        lapsed,
+        User.objects.create_user("loner", password="x" * 20),
+        AnonymousUser(),
+    ]
+    for reader in readers:
+        visible = set(access.organisations_visible_to(reader))
+        expected = {c.pk for c in PointOfContact.objects.all() if c.organisation in visible}
+        assert (
+            set(
+                PointOfContact.objects.filter(access.organisation_filter(reader)).values_list("pk", flat=True)
+            )
+            == expected
+        )
+        assert bool(expected) == bool(access.reader_for(reader).organisation_ids)
