@@ -198,7 +198,11 @@ def contact_action(request: HttpRequest, pk: int) -> HttpResponse:
     else:
         messages.error(request, _("Unknown action."))
     if request.POST.get("back") == "coordination":
-        return redirect("directory:coordination")
+        back = redirect("directory:coordination")
+        page = request.POST.get("page", "")
+        if page.isdigit():  # the coordinator goes on from the page they were reading
+            back["Location"] += f"?page={page}"
+        return back
     return redirect("directory:profile", short_name=contact.organisation.short_name)
 
 

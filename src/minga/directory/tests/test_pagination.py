@@ -177,6 +177,16 @@ def test_the_coordinator_pages_through_stale_contacts(stale_contacts, node_admin
     assert "Stale 0" in first and "Stale 1" in first and "Stale 2" not in first
     second = client.get("/directory/coordination/?page=2").content.decode()
     assert "Stale 2" in second and "Stale 0" not in second
+    # Asking a contact of page 2 to confirm brings the coordinator back to page 2.
+    asked = PointOfContact.objects.get(name="Stale 2")
+    back = client.post(
+        f"/directory/contacts/{asked.pk}/", {"action": "request", "back": "coordination", "page": "2"}
+    )
+    assert back.status_code == 302 and back["Location"] == "/directory/coordination/?page=2"
+    odd = client.post(
+        f"/directory/contacts/{asked.pk}/", {"action": "request", "back": "coordination", "page": "x"}
+    )
+    assert odd["Location"] == "/directory/coordination/"
 
 
 def test_the_stale_contacts_api_pages_with_limit_and_offset(
