@@ -123,8 +123,10 @@ class Problem:
     file: str = ""
 
     def __str__(self) -> str:
-        where = f"{self.file}, line {self.line}" if self.file else f"line {self.line}"
-        return f"{where}, {self.field}: {self.reason}"
+        values = {"file": self.file, "line": self.line, "field": self.field, "reason": self.reason}
+        if self.file:
+            return _("%(file)s, line %(line)d, %(field)s: %(reason)s") % values
+        return _("line %(line)d, %(field)s: %(reason)s") % values
 
 
 @dataclass
