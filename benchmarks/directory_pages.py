@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import logging
 import os
 import random
 import statistics
@@ -91,6 +92,7 @@ def set_up_django(scratch: Path) -> str:
     os.environ["MINGA_DEBUG"] = "false"
     os.environ.setdefault("MINGA_LOG_LEVEL", "WARNING")
     os.environ["DJANGO_SETTINGS_MODULE"] = "minga.settings"
+    logging.getLogger("django.request").disabled = True  # a failed page is reported in one line
     if url.startswith(("postgres://", "postgresql://")):
         _postgres(url, "create")
     import django
@@ -354,19 +356,22 @@ def pages(data: dict[str, Any]) -> list[Page]:
 
 
 def _request(client: Any, page: Page, headers: dict[str, str]) -> Any:
-    if page.body is not None:
-        return client.post(page.path, page.body, content_type="application/json", headers=headers)
-    return client.get(page.path, headers=headers)
+    try:
+        if page.body is not None:
+            return client.post(page.path, page.body, content_type="application/json", headers=headers)
+        return client.get(page.path, headers=headers)
+    except Exception as exc:  # the test client re-raises what the view raised: a failed page
+        raise RuntimeError(f"{page.path}: {type(exc).__name__}: {exc}") from exc
 
 
-def measure(page: Page, user_label: str, client: Any, headers: dict[str, str], count: int) -> Row:
+def measure(page: Page, user: str, client: Any, headers: dict[str, str], count: int) -> Row:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
     for _ in range(WARM_UP):
         response = _request(client, page, headers)
         if response.status_code != 200:
-            raise RuntimeError(f"{page.name} as {user_label}: HTTP {response.status_code} for {page.path}")
+            raise RuntimeError(f"HTTP {response.status_code} for {page.path}")
     with CaptureQueriesContext(connection) as captured:  # counted apart: capturing costs time
         response = _request(client, page, headers)
     queries = len(captured.captured_queries)  # now: the next request resets the log
@@ -376,8 +381,8 @@ def measure(page: Page, user_label: str, client: Any, headers: dict[str, str], c
         response = _request(client, page, headers)
         timings.append((time.perf_counter() - started) * 1000)
         if response.status_code != 200:
-            raise RuntimeError(f"{page.name} as {user_label}: HTTP {response.status_code} for {page.path}")
-    return Row(page.name, user_label, timings, queries, len(response.content))
+            raise RuntimeError(f"HTTP {response.status_code} for {page.path}")
+    return Row(page.name, user, timings, queries, len(response.content))
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -466,7 +471,7 @@ def run(args: argparse.Namespace, url: str) -> int:
             try:
                 rows.append(measure(page, label, client, headers, args.requests))
             except RuntimeError as exc:
-                print(f"FAILED: {exc}", file=sys.stderr)
+                print(f"FAILED: {page.name} as {label}: {exc}", file=sys.stderr)
                 failed = True
     if rows:
         print(f"{args.requests} timed requests per row after {WARM_UP} warm-up requests; {connection.vendor}")
