@@ -151,6 +151,19 @@ class Report:
         """(label, count) of each reason, for people."""
         return [(str(SKIP_REASONS.get(code, code)), count) for code, count in self.skipped.most_common()]
 
+    def for_display(self, problems: int = 200) -> dict[str, Any]:
+        """The counts, the reasons in words and the first problems: plain values (JSON) that a
+        page can show after a redirect."""
+        return {
+            "lines": self.lines,
+            "records": self.records,
+            "resources": self.resources,
+            "proposed": self.proposed,
+            "skipped": self.skipped_labels(),
+            "problems": [str(p) for p in self.problems[:problems]],
+            "problem_count": self.problem_count,
+        }
+
     def summary(self) -> dict[str, Any]:
         """The counts, with stable codes: the audit entry's details."""
         return {
@@ -191,6 +204,11 @@ def open_lines(path: str | Path, max_chars: int | None = None) -> Iterator[str]:
 def _country(text: str) -> str | None:
     code = text.strip().upper()
     return code if len(code) == 2 and code.isascii() and code.isalpha() else None
+
+
+def _number(text: str) -> int | None:
+    # ASCII digits only, and not so many that int() refuses them ("²" is a digit to str.isdigit).
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 20 else None
 
 
 def _networks(first: ipaddress.IPv4Address, last: ipaddress.IPv4Address) -> list[str]:
@@ -250,10 +268,10 @@ def _delegation(fields: list[str], number: int, file: str, report: Report) -> It
     if country is None:
         report.problem(number, "cc", _("%(cc)r is not a two-letter country code") % {"cc": cc[:40]}, file)
         return
-    if not value.isdigit():
+    count = _number(value)
+    if count is None:
         report.problem(number, "value", _("%(value)r is not a number") % {"value": value[:40]}, file)
         return
-    count = int(value)
     holder = fields[7][:200] if len(fields) > 7 else ""
     try:
         values = _delegated_values(kind, start, count)
@@ -294,9 +312,9 @@ def _delegated_values(kind: str, start: str, count: int) -> list[str]:
             ) from None
         return [str(network)]
     if kind == "asn":
-        if not start.isdigit():
+        first_asn = _number(start)
+        if first_asn is None:
             raise ValueError(_("%(start)r is not an AS number") % {"start": start[:40]}, "start")
-        first_asn = int(start)
         if count < 1 or count > MAX_ASN_RUN or first_asn + count - 1 > MAX_ASN:
             raise ValueError(
                 _("%(count)d AS numbers from AS%(start)d is not a plausible delegation")
@@ -474,10 +492,10 @@ def _rpsl_resources(obj: _Object, contacts: _Contacts, report: Report, file: str
         elif obj.cls == "inet6num":
             values, kind = [str(ipaddress.IPv6Network(key, strict=True))], NETWORK
         else:
-            digits = key.upper().removeprefix("AS")
-            if not digits.isdigit() or int(digits) > MAX_ASN:
+            number = _number(key.upper().removeprefix("AS"))
+            if number is None or number > MAX_ASN:
                 raise ValueError(_("%(text)r is not an AS number") % {"text": key[:40]})
-            values, kind = [str(int(digits))], ASN
+            values, kind = [str(number)], ASN
     except ValueError as exc:
         report.problem(obj.line, obj.cls, str(exc), file)
         return

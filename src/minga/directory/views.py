@@ -413,6 +413,7 @@ def exchange_export(request: HttpRequest) -> HttpResponse:
 # --- registry proposals ----------------------------------------------------------------------
 
 PROPOSALS_PER_PAGE = 100
+SEED_REPORT = "directory.seed_report"  # the last upload's report, shown once
 NO_OWNER = "-"  # the owner filter's value for proposals that name no organisation
 _SHORT_NAME = re.compile(r"^[-a-zA-Z0-9_]{1,40}$")
 
@@ -444,12 +445,7 @@ def _named(short_name: str) -> Organisation | None:
     return Organisation.objects.filter(short_name=short_name).first()
 
 
-def _proposal_page(
-    request: HttpRequest,
-    *,
-    upload_form: RegistryUploadForm | None = None,
-    report: registries.Report | None = None,
-) -> HttpResponse:
+def _proposal_page(request: HttpRequest) -> HttpResponse:
     filters = _proposal_filters(request.GET)
     owner = _named(filters["owner"]) if filters["owner"] not in ("", NO_OWNER) else None
     proposals = registries.proposals_for(
@@ -484,8 +480,8 @@ def _proposal_page(
             "choices": sorted({*owners, *csirts}, key=attrgetter("name")),
             "bases": dict(ProposalBasis.choices),
             "no_owner": NO_OWNER,
-            "upload_form": upload_form or RegistryUploadForm(),
-            "report": report,
+            "upload_form": RegistryUploadForm(),
+            "report": request.session.pop(SEED_REPORT, None),
             "max_upload_mb": settings.MINGA_MAX_REQUEST_BYTES // (1024 * 1024),
         },
     )
@@ -501,10 +497,10 @@ def proposal_list(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def proposal_upload(request: HttpRequest) -> HttpResponse:
-    """Load a registry file of modest size; the report is shown on the page."""
+    """Load a registry file of modest size, then show the list with the load's report (kept in
+    the session for that one page, so that reloading it does not post the file again)."""
     _require_node_admin(request)
     form = RegistryUploadForm(request.POST, request.FILES)
-    report = None
     if form.is_valid():
         upload = form.cleaned_data["file"]
         name = (upload.name or "upload").replace("\x00", "")[:200]
@@ -523,9 +519,14 @@ def proposal_upload(request: HttpRequest) -> HttpResponse:
                 )
             except ValidationError as exc:
                 attach_service_errors(form, exc)
-    if report is not None:
-        messages.success(request, _("%(count)d proposals added.") % {"count": report.proposed})
-    return _proposal_page(request, upload_form=form, report=report)
+            else:
+                request.session[SEED_REPORT] = report.for_display()
+                messages.success(request, _("%(count)d proposals added.") % {"count": report.proposed})
+    for field, errors in form.errors.items():
+        label = form.fields[field].label if field in form.fields else ""
+        text = " ".join(str(error) for error in errors)
+        messages.error(request, f"{label}: {text}" if label else text)
+    return redirect("directory:proposals")
 
 
 @login_required

@@ -134,6 +134,10 @@ def test_garbage_is_reported_not_raised(tmp_path):
     junk = tmp_path / "junk"
     junk.write_bytes(
         b"\xff\xfe\x00garbage|||\n\n+orphan continuation\n:\nlacnic|BR|asn|1|99999999|x|assigned\n"
+        + "lacnic|BR|asn|\u00b2|1|x|assigned\nlacnic|BR|ipv4|1.1.1.0|1\u00b2|x|assigned\n".encode()
+        + b"lacnic|BR|ipv4|1.1.1.0|"
+        + b"9" * 5000
+        + b"|x|assigned\n\naut-num: AS\xc2\xb2\n"
     )
     for parse in (registries.parse_delegated, registries.parse_rpsl):
         report = registries.Report()
@@ -405,10 +409,11 @@ def test_coordinator_uploads_reviews_and_decides_in_the_ui(network, node_admin, 
     browser = login_client(node_admin)
     assert "/directory/proposals/" in browser.get("/directory/coordination/").content.decode()
     upload = SimpleUploadedFile("delegated-lacnic-extended-latest", LACNIC.read_bytes())
-    page = browser.post("/directory/proposals/upload/", {"format": "delegated", "file": upload})
+    page = browser.post("/directory/proposals/upload/", {"format": "delegated", "file": upload}, follow=True)
     text = page.content.decode()
-    assert page.status_code == 200
+    assert page.redirect_chain == [("/directory/proposals/", 302)]
     assert "8 proposed" in text and "line 16, start" in text and "country is not a participating" in text
+    assert "8 proposed" not in browser.get("/directory/proposals/").content.decode()  # shown once
     entry = AuditEntry.objects.get(action="constituency_proposal.seed")
     assert entry.details["files"] == ["delegated-lacnic-extended-latest"] and entry.actor == node_admin
 
@@ -461,13 +466,15 @@ def test_coordinator_uploads_reviews_and_decides_in_the_ui(network, node_admin, 
 def test_an_upload_that_is_not_registry_data_is_reported(network, node_admin, login_client):
     browser = login_client(node_admin)
     upload = SimpleUploadedFile("photo.jpg", b"\xff\xd8\xff\xe0" + bytes(range(256)) * 4)
-    page = browser.post("/directory/proposals/upload/", {"format": "rpsl", "file": upload})
+    page = browser.post("/directory/proposals/upload/", {"format": "rpsl", "file": upload}, follow=True)
     assert page.status_code == 200 and "0 proposed" in page.content.decode()
     bomb = SimpleUploadedFile(
         "big.gz", gzip.compress(b"# nothing\n" * (registries.MAX_UPLOAD_TEXT_CHARS // 10 + 1))
     )
-    page = browser.post("/directory/proposals/upload/", {"format": "delegated", "file": bomb})
+    page = browser.post("/directory/proposals/upload/", {"format": "delegated", "file": bomb}, follow=True)
     assert page.status_code == 200 and "command line" in page.content.decode()
+    page = browser.post("/directory/proposals/upload/", {"format": "xml"}, follow=True)
+    assert "Format:" in page.content.decode() and "File:" in page.content.decode()
     assert not ConstituencyProposal.objects.exists()
 
 
