@@ -6,7 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Case, Count, IntegerField, Q, QuerySet, Value, When
+from django.db.models import Case, Count, F, IntegerField, Q, QuerySet, Value, When
 from django.utils import timezone
 from django.utils.functional import cached_property
 
@@ -161,7 +161,8 @@ def stale_contacts(user: Any) -> QuerySet[PointOfContact]:
         contacts_visible_to(user)
         .filter(Q(last_verified_at__isnull=True) | Q(last_verified_at__lt=limit))
         .select_related("organisation")
-        .order_by("last_verified_at", "organisation__name")
+        # Never confirmed is the most overdue, on every backend (PostgreSQL sorts NULL last).
+        .order_by(F("last_verified_at").asc(nulls_first=True), "organisation__name", "pk")
     )
 
 

@@ -201,6 +201,12 @@ def test_the_stale_contacts_api_pages_with_limit_and_offset(
     rest = client.get("/api/v1/directory/stale-contacts?limit=2&offset=2", headers=headers).json()
     assert [c["name"] for c in rest["items"]] == ["Stale 2"]
     assert client.get("/api/v1/directory/stale-contacts?limit=0", headers=headers).status_code == 422
+    never = PointOfContact.objects.create(
+        organisation=Organisation.objects.get(short_name="pe-uni"), role="duty", name="Never", email="n@x.org"
+    )
+    listed = client.get("/api/v1/directory/stale-contacts?limit=2", headers=headers).json()
+    assert [c["name"] for c in listed["items"]] == ["Never", "Stale 0"]  # never confirmed: most overdue
+    never.delete()
     analyst = make_user("ana", Organisation.objects.get(short_name="pe-uni"))
     assert client.get("/api/v1/directory/stale-contacts", headers=bearer(analyst)).status_code == 403
     loner = User.objects.create_user("loner", password="x" * 20)
