@@ -387,9 +387,12 @@ def exchange_page(request: HttpRequest) -> HttpResponse:
             "rejected": rejected[:1000],
             "rejected_count": len(rejected),
             "datasets": [
-                (exchange.ORGANISATIONS, _("Organisations")),
-                (exchange.CONTACTS, _("Points of contact")),
-                (exchange.CONSTITUENCY, _("Constituencies")),
+                (name, label, exchange.COLUMNS[name])
+                for name, label in (
+                    (exchange.ORGANISATIONS, _("Organisations")),
+                    (exchange.CONTACTS, _("Points of contact")),
+                    (exchange.CONSTITUENCY, _("Constituencies")),
+                )
             ],
         },
     )
