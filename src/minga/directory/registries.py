@@ -701,7 +701,8 @@ def _insert(rows: list[tuple[Any, ...]]) -> None:
         return
     meta = ConstituencyProposal._meta
     quote = connection.ops.quote_name
-    columns = ", ".join(quote(meta.get_field(name).column) for name in _INSERTED)
+    column = {field.name: str(field.column) for field in meta.concrete_fields}
+    columns = ", ".join(quote(column[name]) for name in _INSERTED)
     placeholders = ", ".join(["%s"] * len(_INSERTED))
     sql = f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({placeholders})"  # noqa: S608 (names from the model)
     with connection.cursor() as cursor:
