@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "ninja",
     "minga.core",
     "minga.directory",
+    "minga.intel",
 ]
 
 MIDDLEWARE = [

@@ -13,6 +13,7 @@ method, URL and case.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import sys
@@ -42,6 +43,7 @@ from minga.core import urls as core_urls
 from minga.core.choices import Role
 from minga.core.models import ApiToken, Membership, Organisation, User
 from minga.directory import urls as directory_urls
+from minga.intel import urls as intel_urls
 
 HTTP_METHODS = ("get", "post", "put", "patch", "delete")
 JSON = "application/json"
@@ -556,13 +558,39 @@ class UiRoute:
         return self.pattern.pattern.converters  # type: ignore[attr-defined]
 
 
-UI_APPS = [("core", "", core_urls), ("directory", "directory/", directory_urls)]
+UI_APPS = [
+    ("core", "", core_urls),
+    ("directory", "directory/", directory_urls),
+    ("intel", "intel/", intel_urls),
+]
 UI_PATTERNS = [
     UiRoute(namespace, prefix, p)
     for namespace, prefix, module in UI_APPS
     for p in module.urlpatterns
     if isinstance(p, URLPattern)
 ]
+
+
+def _intel_object(world: World) -> str:
+    """A TLP:CLEAR indicator in the intel store (the same one each time: a replay is a no-op)."""
+    from minga.intel.services import import_bundle
+
+    stix_id = "indicator--6f1d3a62-3c39-4b8e-9d0c-4d8c5b0e7a01"
+    indicator = {
+        "type": "indicator",
+        "spec_version": "2.1",
+        "id": stix_id,
+        "created": "2026-01-01T00:00:00Z",
+        "modified": "2026-01-01T00:00:00Z",
+        "pattern": "[ipv4-addr:value = '192.0.2.1']",
+        "pattern_type": "stix",
+        "valid_from": "2026-01-01T00:00:00Z",
+    }
+    body = json.dumps({"type": "bundle", "id": "bundle--" + stix_id[11:], "objects": [indicator]})
+    hub = world.admin.memberships.get().organisation
+    import_bundle(world.admin, hub, io.BytesIO(body.encode()), "clear")
+    return stix_id
+
 
 # Existing values of URL parameters, by the path segment before them (``users/<int:pk>/`` is a
 # user), looked up afresh.
@@ -572,6 +600,7 @@ UI_PATH_VALUES: dict[str, Callable[[World], Any]] = {
     "users": lambda w: w.victim.pk,
     "tokens": lambda w: w.spare_token.pk,
     "states": lambda w: "BR",
+    "objects": _intel_object,
 }
 GARBAGE_UI_PATH_VALUES = {
     "int": ["0", "9" * 30],

@@ -1,0 +1,225 @@
+"""REST endpoints of the intel store: search, objects and their versions, correlations,
+sightings, and bundle import. Every read goes through the access policy."""
+
+import io
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import orjson
+from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.utils.translation import gettext as _
+from ninja import Field, Query, Router, Schema
+from ninja.pagination import paginate
+from ninja.params import functions as param
+from pydantic import ConfigDict
+
+from minga.core import access
+from minga.core.api import Pages
+from minga.core.choices import TLP
+from minga.core.models import Organisation, User
+from minga.intel import queries, services, stix
+from minga.intel.models import StixObject
+
+router = Router(tags=["intel"])
+
+STIX_ID_PATTERN = stix.ID_RE.pattern
+StixId = Annotated[str, param.Path(pattern=STIX_ID_PATTERN, description="A STIX identifier, type--UUID")]
+ShortNameText = Annotated[str, Field(max_length=40, pattern=r"^[-a-zA-Z0-9_]+$")]
+
+
+class ObjectOut(Schema):
+    id: str = Field(..., alias="stix_id")
+    type: str
+    spec_version: str
+    created: datetime | None
+    modified: datetime
+    date_added: datetime
+    revoked: bool
+    tlp: TLP
+    origin: str = Field(..., alias="origin_organisation.short_name")
+    label: str
+
+
+class ObjectDetail(ObjectOut):
+    recipients: list[str]
+    object: dict[str, Any]
+
+    @staticmethod
+    def resolve_recipients(obj: StixObject) -> list[str]:
+        return sorted(o.short_name for o in obj.recipient_organisations.all())
+
+    @staticmethod
+    def resolve_object(obj: StixObject) -> dict[str, Any]:
+        return queries.emitted(obj)
+
+
+class ObjectFilter(Schema):
+    type: str | None = Field(None, max_length=250, pattern=r"^[a-z0-9][a-z0-9-]*$", description="STIX type")
+    value: str | None = Field(
+        None, max_length=2048, description="An observable value (IP, network, domain, URL, e-mail, hash)"
+    )
+    q: str | None = Field(None, max_length=200, description="Part of the name, value or pattern")
+    tlp: TLP | None = None
+    origin: str | None = Field(
+        None, max_length=40, pattern=r"^[-a-zA-Z0-9_]+$", description="Originating organisation"
+    )
+    added_after: datetime | None = None
+    added_before: datetime | None = None
+    modified_after: datetime | None = None
+    modified_before: datetime | None = None
+    include_revoked: bool = False
+
+
+class ObservableOut(Schema):
+    kind: str
+    value: str
+
+
+class CorrelationOut(Schema):
+    object: ObjectOut
+    shared: list[ObservableOut]
+
+    @staticmethod
+    def resolve_object(item: queries.Correlation) -> StixObject:
+        return item.obj
+
+
+class SightingsOut(Schema):
+    sightings: int = Field(..., description="Sighting objects the caller may see")
+    count: int = Field(..., description="Times sighted, summed over those sightings")
+    first_seen: datetime | None
+    last_seen: datetime | None
+    items: list[ObjectOut]
+
+
+class BundleIn(Schema):
+    """A STIX 2.1 bundle. Each object is checked on its own: bad ones are listed as rejected,
+    the others stored."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: Literal["bundle"]
+    id: str = Field(..., max_length=300, pattern=r"^bundle--[0-9a-fA-F-]{36}$")
+    objects: list[Any] = Field(default_factory=list)
+
+
+class ImportQuery(Schema):
+    organisation: ShortNameText | None = Field(
+        None, description="Import in the name of this organisation (default: the caller's only one)"
+    )
+    tlp: TLP = Field(TLP.AMBER, description="For objects that carry no TLP marking of their own")
+    recipient: list[ShortNameText] = Field(
+        default_factory=list, max_length=100, description="Recipient organisations (short names)"
+    )
+
+
+class RejectionOut(Schema):
+    index: int
+    id: str
+    reason: str
+
+
+class ImportOut(Schema):
+    accepted: int
+    duplicates: int = Field(..., description="Versions already stored (a replay changes nothing)")
+    rejected: int
+    rejections: list[RejectionOut] = Field(..., description="The first 100 rejected objects")
+    error: str
+
+
+def _user(request: HttpRequest) -> User:
+    return request.user  # type: ignore[return-value]
+
+
+@router.get("/objects", response=list[ObjectOut])
+@paginate(Pages)
+def list_objects(request: HttpRequest, filters: Query[ObjectFilter]) -> QuerySet[StixObject]:
+    """Latest versions of the STIX objects the caller may read, newest first."""
+    criteria = queries.Search(**{k: v for k, v in filters.dict().items() if v is not None})
+    return queries.search(request.user, criteria)
+
+
+@router.get("/objects/{stix_id}", response=ObjectDetail)
+def get_object(request: HttpRequest, stix_id: StixId) -> StixObject:
+    """The latest version of one object, as STIX JSON with its TLP marking, and its recipients."""
+    return queries.get_latest_or_404(request.user, stix_id)
+
+
+@router.get("/objects/{stix_id}/versions", response=list[ObjectDetail])
+@paginate(Pages)
+def list_versions(request: HttpRequest, stix_id: StixId) -> QuerySet[StixObject]:
+    """Every version of an object that the caller may read, newest first."""
+    queries.get_latest_or_404(request.user, stix_id)
+    return queries.versions(request.user, stix_id)
+
+
+@router.get("/objects/{stix_id}/bundle")
+def export_object(request: HttpRequest, stix_id: StixId) -> HttpResponse:
+    """The latest version as a STIX 2.1 bundle, with the TLP marking definition it refers to."""
+    obj = queries.get_latest_or_404(request.user, stix_id)
+    return HttpResponse(
+        orjson.dumps(queries.bundle_of([obj])), content_type="application/stix+json;version=2.1"
+    )
+
+
+@router.get("/objects/{stix_id}/correlations", response=list[CorrelationOut])
+def list_correlations(request: HttpRequest, stix_id: StixId) -> list[queries.Correlation]:
+    """Other objects the caller may read that share an observable with this one."""
+    obj = queries.get_latest_or_404(request.user, stix_id)
+    return queries.correlations(request.user, obj)
+
+
+@router.get("/objects/{stix_id}/sightings", response=SightingsOut)
+def get_sightings(request: HttpRequest, stix_id: StixId) -> dict[str, Any]:
+    """How often the object was sighted (in the sightings the caller may read), and when."""
+    queries.get_latest_or_404(request.user, stix_id)
+    summary, rows = queries.sightings(request.user, stix_id)
+    return {
+        "sightings": summary.sightings,
+        "count": summary.count,
+        "first_seen": summary.first_seen,
+        "last_seen": summary.last_seen,
+        "items": list(rows[:100]),
+    }
+
+
+def _organisation(user: User, short_name: str | None) -> Organisation:
+    choices = [m.organisation for m in user.active_memberships()]
+    if short_name:
+        for organisation in choices:
+            if organisation.short_name == short_name:
+                return organisation
+        raise ValidationError({"organisation": _("You are not a member of %(name)s.") % {"name": short_name}})
+    if len(choices) != 1:
+        raise ValidationError({"organisation": _("Name the organisation to import for.")})
+    return choices[0]
+
+
+def _recipients(user: User, short_names: list[str]) -> list[Organisation]:
+    found = list(access.organisations_visible_to(user).filter(short_name__in=short_names))
+    unknown = sorted(set(short_names) - {o.short_name for o in found})
+    if unknown:
+        raise ValidationError(
+            {"recipient": _("No organisation is called %(names)s.") % {"names": ", ".join(unknown)}}
+        )
+    return found
+
+
+@router.post("/bundles", response=ImportOut)
+def import_bundle(request: HttpRequest, payload: BundleIn, params: Query[ImportQuery]) -> dict[str, Any]:
+    """Import a STIX 2.1 bundle. Valid objects are stored, each bad one is listed with its
+    reason; a version already stored is counted, not stored twice. Larger bundles than a
+    request may carry: the import page or ``minga intel import``."""
+    user = _user(request)
+    organisation = _organisation(user, params.organisation)
+    result = services.import_bundle(
+        user,
+        organisation,
+        io.BytesIO(request.body),
+        params.tlp,
+        _recipients(user, params.recipient),
+        source="api",
+    )
+    return result.as_dict()

@@ -1,0 +1,137 @@
+"""The STIX 2.1 store: one row per object version, the observables index, import jobs."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import orjson
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from minga.core.choices import TLP
+from minga.core.models import Organisation, SharedObject, User
+from minga.intel.choices import ImportStatus, ObservableKind
+
+
+class StixObject(SharedObject):
+    """One version of a STIX object (SDO, SCO, SRO, marking, language content, extension
+    definition or custom type), kept as validated JSON with the columns queries need.
+
+    A version is identified by (stix_id, modified): replaying one changes nothing. Objects
+    without versions (SCOs, marking definitions) take ``created``, or the epoch, as their
+    ``modified`` so that the same rule holds for them. The access policy (TLP and recipients)
+    applies per version, as imported."""
+
+    stix_id = models.CharField(_("STIX id"), max_length=300)
+    type = models.CharField(_("type"), max_length=250)
+    spec_version = models.CharField(max_length=8, default="2.1")
+    created = models.DateTimeField(_("created"), null=True, blank=True)
+    modified = models.DateTimeField(_("modified"))
+    # Set by this node when the version arrived, never taken from the input (TAXII's date_added).
+    date_added = models.DateTimeField(_("added"))
+    revoked = models.BooleanField(_("revoked"), default=False)
+    # The newest version of its stix_id: maintained by the import, one per stix_id.
+    is_latest = models.BooleanField(default=True)
+    # What a list shows: the name, the value or the pattern, cut short.
+    label = models.CharField(_("label"), max_length=200, blank=True)
+    # Sightings: what was sighted, how often and when, for per-reader aggregates.
+    sighting_of_ref = models.CharField(max_length=300, blank=True)
+    sighting_count = models.PositiveIntegerField(null=True, blank=True)
+    first_seen = models.DateTimeField(null=True, blank=True)
+    last_seen = models.DateTimeField(null=True, blank=True)
+    raw = models.TextField(_("STIX JSON"))
+
+    class Meta:
+        ordering = ["-date_added", "-pk"]
+        verbose_name = _("STIX object")
+        verbose_name_plural = _("STIX objects")
+        constraints = [
+            models.UniqueConstraint(fields=["stix_id", "modified"], name="intel_one_row_per_version")
+        ]
+        indexes = [
+            models.Index(fields=["stix_id", "is_latest"], name="intel_obj_latest"),
+            models.Index(fields=["type", "is_latest"], name="intel_obj_type"),
+            models.Index(fields=["date_added"], name="intel_obj_added"),
+            models.Index(fields=["modified"], name="intel_obj_modified"),
+            models.Index(fields=["sighting_of_ref", "is_latest"], name="intel_obj_sighted"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.stix_id} ({self.modified:%Y-%m-%d %H:%M:%S})"
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return orjson.loads(self.raw)
+
+
+class Observable(models.Model):
+    """A normalised observable value, once per node: the index correlation runs on."""
+
+    kind = models.CharField(_("kind"), max_length=20, choices=ObservableKind.choices)
+    value = models.CharField(_("value"), max_length=2048)
+
+    class Meta:
+        ordering = ["kind", "value"]
+        verbose_name = _("observable")
+        verbose_name_plural = _("observables")
+        constraints = [models.UniqueConstraint(fields=["kind", "value"], name="intel_one_observable")]
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.value}"
+
+
+class ObjectObservable(models.Model):
+    """An object version carries an observable. Objects correlate through shared observables;
+    no table of object pairs exists, so the index grows with objects, not with their square."""
+
+    stix_object = models.ForeignKey(StixObject, on_delete=models.CASCADE, related_name="observable_links")
+    observable = models.ForeignKey(Observable, on_delete=models.CASCADE, related_name="object_links")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["stix_object", "observable"], name="intel_one_link_per_pair")
+        ]
+        indexes = [models.Index(fields=["observable", "stix_object"], name="intel_link_by_observable")]
+
+    def __str__(self) -> str:
+        return f"{self.stix_object_id} → {self.observable_id}"
+
+
+class ImportJob(models.Model):
+    """A bundle uploaded through the web, imported by a background task; its page shows the
+    progress. The file is kept under the node's var folder until the task has read it."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="+")
+    created_by = models.ForeignKey(User, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    file_name = models.CharField(_("file"), max_length=200)
+    file_size = models.PositiveBigIntegerField(default=0)
+    path = models.CharField(max_length=500)
+    tlp = models.CharField(_("TLP"), max_length=16, choices=TLP.choices)
+    recipients = models.ManyToManyField(Organisation, blank=True, related_name="+")
+    status = models.CharField(
+        _("status"), max_length=10, choices=ImportStatus.choices, default=ImportStatus.QUEUED
+    )
+    bytes_read = models.PositiveBigIntegerField(default=0)
+    accepted = models.PositiveIntegerField(_("accepted"), default=0)
+    duplicates = models.PositiveIntegerField(_("already stored"), default=0)
+    rejected = models.PositiveIntegerField(_("rejected"), default=0)
+    rejections = models.JSONField(default=list, blank=True)
+    message = models.TextField(blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = _("import")
+        verbose_name_plural = _("imports")
+
+    def __str__(self) -> str:
+        return f"{self.file_name} ({self.get_status_display()})"
+
+    @property
+    def percent(self) -> int:
+        if self.status == ImportStatus.DONE:
+            return 100
+        return min(99, int(100 * self.bytes_read / self.file_size)) if self.file_size else 0

@@ -1,0 +1,167 @@
+"""Read paths of the intel store, every one through the access policy (``visible_to``).
+
+Correlation is answered from the observables index: the observables of one object version,
+then the other latest versions linked to them that the reader may see. No count or existence
+of anything outside the reader's policy leaks: hidden objects are filtered before anything is
+counted or listed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from django.db.models import Count, Max, Min, Q, QuerySet, Sum
+
+from minga.core import access
+from minga.intel import observables, stix
+from minga.intel.models import ObjectObservable, Observable, StixObject
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AnonymousUser
+
+    from minga.core.models import User
+
+    Reader = User | AnonymousUser | None
+
+MAX_CORRELATIONS = 200  # a hot observable (a public resolver) links to thousands: show the newest
+
+
+def visible(user: Reader) -> QuerySet[StixObject]:
+    return StixObject.objects.visible_to(user).select_related("origin_organisation")  # type: ignore[attr-defined]
+
+
+def latest_visible(user: Reader) -> QuerySet[StixObject]:
+    return visible(user).filter(is_latest=True)
+
+
+@dataclass
+class Search:
+    type: str = ""
+    value: str = ""
+    q: str = ""
+    tlp: str = ""
+    origin: str = ""
+    added_after: datetime | None = None
+    added_before: datetime | None = None
+    modified_after: datetime | None = None
+    modified_before: datetime | None = None
+    include_revoked: bool = False
+
+
+def observables_matching(value: str, kind: str = "") -> QuerySet[Observable]:
+    """Observables equal to ``value`` once normalised, as any kind it may be (or ``kind``)."""
+    candidates = observables.guess(value) if not kind else []
+    if kind:
+        normalised = observables.normalise(kind, value)
+        candidates = [(kind, normalised)] if normalised else []
+    if not candidates:
+        return Observable.objects.none()
+    match = Q()
+    for candidate_kind, normalised in candidates:
+        match |= Q(kind=candidate_kind, value=normalised)
+    return Observable.objects.filter(match)
+
+
+def search(user: Reader, criteria: Search) -> QuerySet[StixObject]:
+    """Latest versions the reader may see, narrowed by the criteria, newest first."""
+    objects = latest_visible(user)
+    if criteria.type:
+        objects = objects.filter(type=criteria.type)
+    if criteria.value:
+        linked = ObjectObservable.objects.filter(observable__in=observables_matching(criteria.value))
+        objects = objects.filter(pk__in=linked.values("stix_object_id"))
+    if criteria.q:
+        objects = objects.filter(Q(label__icontains=criteria.q) | Q(stix_id=criteria.q))
+    if criteria.tlp:
+        objects = objects.filter(tlp=criteria.tlp)
+    if criteria.origin:
+        objects = objects.filter(origin_organisation__short_name=criteria.origin)
+    if criteria.added_after:
+        objects = objects.filter(date_added__gte=criteria.added_after)
+    if criteria.added_before:
+        objects = objects.filter(date_added__lt=criteria.added_before)
+    if criteria.modified_after:
+        objects = objects.filter(modified__gte=criteria.modified_after)
+    if criteria.modified_before:
+        objects = objects.filter(modified__lt=criteria.modified_before)
+    if not criteria.include_revoked:
+        objects = objects.filter(revoked=False)
+    return objects
+
+
+def get_latest_or_404(user: Reader, stix_id: str) -> StixObject:
+    """The latest version of ``stix_id`` if the reader may see it (audited from TLP:AMBER up)."""
+    return access.get_readable_or_404(
+        StixObject.objects.select_related("origin_organisation"), user, stix_id=stix_id, is_latest=True
+    )
+
+
+def versions(user: Reader, stix_id: str) -> QuerySet[StixObject]:
+    return visible(user).filter(stix_id=stix_id).order_by("-modified")
+
+
+def emitted(obj: StixObject) -> dict[str, Any]:
+    """The STIX JSON of a stored version as Minga emits it: with its TLP 2.0 marking."""
+    return stix.with_tlp_marking(obj.data, obj.tlp)
+
+
+def bundle_of(objects: list[StixObject]) -> dict[str, Any]:
+    """A STIX 2.1 bundle of ``objects`` with the TLP marking definitions they refer to."""
+    import uuid
+
+    levels = sorted({o.tlp for o in objects}, key=stix.TLP_ORDER.index)
+    return {
+        "type": "bundle",
+        "id": f"bundle--{uuid.uuid4()}",
+        "objects": [stix.tlp_marking_definition(level) for level in levels] + [emitted(o) for o in objects],
+    }
+
+
+@dataclass
+class Correlation:
+    obj: StixObject
+    shared: list[Observable] = field(default_factory=list)
+
+
+def correlations(user: Reader, obj: StixObject, limit: int = MAX_CORRELATIONS) -> list[Correlation]:
+    """Other objects (latest, not revoked) sharing an observable with ``obj`` that the reader
+    may see, newest first, with the observables they share."""
+    mine = ObjectObservable.objects.filter(stix_object=obj).values("observable_id")
+    linked = ObjectObservable.objects.filter(observable_id__in=mine).values("stix_object_id")
+    others = list(
+        latest_visible(user).filter(pk__in=linked, revoked=False).exclude(stix_id=obj.stix_id)[:limit]
+    )
+    found = {o.pk: Correlation(o) for o in others}
+    if found:
+        links = ObjectObservable.objects.filter(
+            stix_object_id__in=list(found), observable_id__in=mine
+        ).select_related("observable")
+        for link in links:
+            found[link.stix_object_id].shared.append(link.observable)
+    return list(found.values())
+
+
+def observables_of(obj: StixObject) -> list[Observable]:
+    return list(Observable.objects.filter(object_links__stix_object=obj).order_by("kind", "value"))
+
+
+@dataclass
+class SightingSummary:
+    sightings: int
+    count: int
+    first_seen: datetime | None
+    last_seen: datetime | None
+
+
+def sightings(user: Reader, stix_id: str) -> tuple[SightingSummary, QuerySet[StixObject]]:
+    """How often the reader's visible sightings saw ``stix_id`` (count, first and last seen),
+    and those sightings. Computed per reader: a node-wide total would reveal sightings that the
+    reader may not see."""
+    rows = latest_visible(user).filter(type="sighting", sighting_of_ref=stix_id, revoked=False)
+    totals = rows.aggregate(
+        n=Count("pk"), count=Sum("sighting_count"), first=Min("first_seen"), last=Max("last_seen")
+    )
+    summary = SightingSummary(totals["n"], totals["count"] or 0, totals["first"], totals["last"])
+    return summary, rows.order_by("-last_seen", "-pk")

@@ -1,0 +1,520 @@
+"""Domain operations of the intel store: importing STIX 2.1 bundles, queueing web uploads.
+
+An import streams the bundle (ijson: a 500 MB file is never held whole), checks each object on
+the fast path of ``minga.intel.stix``, and writes chunks of a few thousand objects, each in one
+transaction: the versions (bulk), their recipients, their observables and links. A bad object
+becomes a rejection with its reason and the rest goes on; a replayed version is counted as
+already stored. Every import ends with one audit entry carrying its counts.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+import ijson
+import orjson
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from minga.core import audit
+from minga.core.choices import TLP, Role
+from minga.core.models import Membership, Organisation, User
+from minga.intel import observables, stix
+from minga.intel.choices import ImportStatus
+from minga.intel.models import ImportJob, ObjectObservable, Observable, StixObject
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AnonymousUser
+
+logger = logging.getLogger(__name__)
+
+CHUNK_SIZE = 2000  # objects per transaction: a crash loses at most one chunk, replayed idempotently
+MAX_REJECTIONS_KEPT = 100  # reasons kept for the report; the count covers them all
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # the version of objects that have none (SCOs)
+IMPORTING_ROLES = (Role.NODE_ADMIN, Role.ORG_ADMIN, Role.ANALYST, Role.LIAISON)
+LOOKUP_BATCH = 900  # values per IN (...) query, well within every database's limits
+
+
+@dataclass(frozen=True)
+class Rejection:
+    index: int  # position in the bundle's objects, from 0
+    stix_id: str
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "id": self.stix_id, "reason": self.reason}
+
+
+@dataclass
+class ImportResult:
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    rejections: list[Rejection] = field(default_factory=list)
+    error: str = ""  # the bundle itself was unreadable from some point on
+
+    @property
+    def seen(self) -> int:
+        return self.accepted + self.duplicates + self.rejected
+
+    def reject(self, index: int, stix_id: Any, reason: str) -> None:
+        self.rejected += 1
+        if len(self.rejections) < MAX_REJECTIONS_KEPT:
+            name = stix_id if isinstance(stix_id, str) else ""
+            self.rejections.append(Rejection(index, name[:300], reason))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "rejected": self.rejected,
+            "rejections": [r.as_dict() for r in self.rejections],
+            "error": self.error,
+        }
+
+
+def may_import(actor: User | AnonymousUser | None, organisation: Organisation) -> bool:
+    """Analysts, liaisons and admins of an organisation import in its name; the node's operator
+    (no actor, on the command line) for any organisation."""
+    if actor is None:
+        return True
+    if not actor.is_authenticated or not actor.is_active:
+        return False
+    return Membership.objects.filter(
+        user_id=actor.pk, organisation=organisation, is_active=True, role__in=IMPORTING_ROLES
+    ).exists()
+
+
+def _check_import(
+    actor: User | AnonymousUser | None,
+    organisation: Organisation,
+    tlp: str,
+    recipients: Sequence[Organisation],
+) -> None:
+    if not may_import(actor, organisation):
+        raise PermissionDenied(
+            _("Only analysts and admins of %(organisation)s may import in its name.")
+            % {"organisation": organisation.name}
+        )
+    if tlp not in TLP.values:
+        raise ValidationError({"tlp": _("Unknown TLP level: %(value)s.") % {"value": str(tlp)[:40]}})
+    if tlp == TLP.RED and actor is None:
+        raise ValidationError(
+            {"tlp": _("TLP:RED objects are readable by named people only: import them as a user.")}
+        )
+    if tlp == TLP.RED and recipients:
+        raise ValidationError(
+            {"recipients": _("TLP:RED is for named people, not organisations: choose TLP:AMBER+STRICT.")}
+        )
+
+
+# --- the envelope ------------------------------------------------------------------------------
+
+
+def _check_envelope(stream: IO[bytes]) -> None:
+    """Refuse what is not a STIX 2.1 bundle before reading its objects. Only the keys before
+    ``objects`` are read (producers put type and spec_version first); a stream that cannot be
+    rewound is checked object by object only."""
+    if not stream.seekable():
+        return
+    start = stream.tell()
+    envelope: dict[str, Any] = {}
+    try:
+        events = ijson.parse(stream)
+        prefix, event, _value = next(events)
+        if event != "start_map":
+            raise ValidationError(_("This is not a STIX bundle: the document is not a JSON object."))
+        for prefix, event, value in events:
+            if prefix == "" and event == "map_key" and value == "objects":
+                break
+            if prefix in ("type", "spec_version") and event == "string":
+                envelope[prefix] = value
+    except StopIteration:
+        raise ValidationError(_("The file is empty.")) from None
+    except (ijson.JSONError, ijson.IncompleteJSONError, UnicodeDecodeError) as exc:
+        raise ValidationError(
+            _("The file is not valid JSON: %(error)s") % {"error": str(exc)[:200]}
+        ) from None
+    stream.seek(start)
+    if envelope.get("type", "bundle") != "bundle":
+        raise ValidationError(
+            _("This is not a STIX bundle: its type is %(type)s, not bundle.")
+            % {"type": envelope["type"][:60]}
+        )
+    if envelope.get("spec_version") == "2.0":
+        raise ValidationError(
+            _(
+                "This is a STIX 2.0 bundle. Minga stores STIX 2.1: convert it (for example with the "
+                "OASIS stix2-elevator) and import it again."
+            )
+        )
+
+
+# --- the import ----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Candidate:
+    index: int
+    obj: dict[str, Any]
+    stix_id: str
+    modified: datetime
+    raw: str
+    tlp: str
+
+
+def _label(obj: dict[str, Any]) -> str:
+    for name in ("name", "value", "pattern", "relationship_type", "path", "number", "opinion", "context"):
+        value = obj.get(name)
+        if isinstance(value, str | int) and not isinstance(value, bool) and value != "":
+            return str(value)[:200]
+    return ""
+
+
+def _prepare(index: int, obj: Any, default_tlp: str, result: ImportResult) -> _Candidate | None:
+    try:
+        stix.validate(obj)
+        raw = orjson.dumps(obj).decode()
+    except stix.Invalid as exc:
+        result.reject(index, obj.get("id") if isinstance(obj, dict) else None, str(exc))
+        return None
+    except orjson.JSONEncodeError:
+        result.reject(index, obj.get("id"), _("A number is too large to store (more than 64 bits)."))
+        return None
+    if "\\u0000" in raw:
+        result.reject(index, obj.get("id"), _("Text may not contain NUL characters."))
+        return None
+    stamp = obj.get("modified") or obj.get("created")
+    modified = stix.parse_timestamp(stamp, "modified") if stamp else EPOCH
+    tlp = stix.tlp_of(obj) or default_tlp
+    return _Candidate(index, obj, obj["id"], modified, raw, tlp)
+
+
+def _batched(values: Sequence[Any], size: int = LOOKUP_BATCH) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def _store_chunk(
+    candidates: list[_Candidate],
+    organisation: Organisation,
+    recipients: Sequence[Organisation],
+    recipient_users: Sequence[User],
+    result: ImportResult,
+) -> None:
+    """Write one chunk of valid objects in one transaction, with no per-object query."""
+    ids = list({c.stix_id for c in candidates})
+    existing: set[tuple[str, datetime]] = set()
+    latest: dict[str, tuple[datetime, bool, int | None]] = {}  # stix_id -> (modified, revoked, pk)
+    for batch in _batched(ids):
+        stored = StixObject.objects.filter(stix_id__in=batch).values_list(
+            "stix_id", "modified", "is_latest", "revoked", "pk"
+        )
+        for stix_id, modified, is_latest, revoked, pk in stored:
+            existing.add((stix_id, modified))
+            if is_latest:
+                latest[stix_id] = (modified, revoked, pk)
+    stored_latest = dict(latest)
+
+    fresh: list[_Candidate] = []
+    for candidate in candidates:
+        key = (candidate.stix_id, candidate.modified)
+        if key in existing:
+            result.duplicates += 1
+            continue
+        current = latest.get(candidate.stix_id)
+        if current is not None and current[1] and candidate.modified > current[0]:
+            result.reject(
+                candidate.index,
+                candidate.stix_id,
+                _("The object was revoked: STIX allows no newer version of a revoked object."),
+            )
+            continue
+        existing.add(key)
+        fresh.append(candidate)
+        if current is None or candidate.modified > current[0]:
+            latest[candidate.stix_id] = (candidate.modified, candidate.obj.get("revoked") is True, None)
+    if not fresh:
+        return
+
+    now = timezone.now()
+    rows = []
+    for c in fresh:
+        obj = c.obj
+        is_sighting = obj["type"] == "sighting"
+        rows.append(
+            StixObject(
+                stix_id=c.stix_id,
+                type=obj["type"],
+                spec_version=obj.get("spec_version", "2.1"),
+                created=stix.parse_timestamp(obj["created"], "created") if "created" in obj else None,
+                modified=c.modified,
+                date_added=now,
+                revoked=obj.get("revoked") is True,
+                is_latest=latest[c.stix_id][0] == c.modified,
+                label=_label(obj),
+                sighting_of_ref=obj["sighting_of_ref"] if is_sighting else "",
+                sighting_count=obj.get("count", 1) if is_sighting else None,
+                first_seen=stix.parse_timestamp(obj["first_seen"], "") if "first_seen" in obj else None,
+                last_seen=stix.parse_timestamp(obj["last_seen"], "") if "last_seen" in obj else None,
+                raw=c.raw,
+                origin_organisation=organisation,
+                tlp=c.tlp,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+    # Stored versions that a fresh one supersedes stop being the latest.
+    superseded = [
+        pk for stix_id, (modified, _r, pk) in stored_latest.items() if latest[stix_id][0] != modified
+    ]
+    with transaction.atomic():
+        for batch in _batched(superseded):
+            StixObject.objects.filter(pk__in=batch).update(is_latest=False)
+        StixObject.objects.bulk_create(rows, batch_size=500)
+        _link_recipients(rows, recipients, recipient_users)
+        _index_observables(rows, fresh)
+    result.accepted += len(rows)
+
+
+def _link_recipients(
+    rows: list[StixObject], recipients: Sequence[Organisation], recipient_users: Sequence[User]
+) -> None:
+    if recipients:
+        through = StixObject.recipient_organisations.through
+        through.objects.bulk_create(
+            [through(stixobject_id=row.pk, organisation_id=org.pk) for row in rows for org in recipients],
+            batch_size=2000,
+        )
+    if recipient_users:
+        red_rows = [row for row in rows if row.tlp == TLP.RED]
+        through_users = StixObject.recipient_users.through
+        through_users.objects.bulk_create(
+            [
+                through_users(stixobject_id=row.pk, user_id=user.pk)
+                for row in red_rows
+                for user in recipient_users
+            ],
+            batch_size=2000,
+        )
+
+
+def _index_observables(rows: list[StixObject], fresh: list[_Candidate]) -> None:
+    per_row = [(row, observables.extract(c.obj)) for row, c in zip(rows, fresh, strict=True)]
+    wanted = {pair for _row, found in per_row for pair in found}
+    if not wanted:
+        return
+    Observable.objects.bulk_create(
+        [Observable(kind=kind, value=value) for kind, value in wanted], batch_size=1000, ignore_conflicts=True
+    )
+    ids: dict[tuple[str, str], int] = {}
+    for batch in _batched(sorted({value for _kind, value in wanted})):
+        for kind, value, pk in Observable.objects.filter(value__in=batch).values_list("kind", "value", "pk"):
+            ids[(kind, value)] = pk
+    ObjectObservable.objects.bulk_create(
+        [
+            ObjectObservable(stix_object_id=row.pk, observable_id=ids[pair])
+            for row, found in per_row
+            for pair in found
+        ],
+        batch_size=2000,
+    )
+
+
+def import_bundle(
+    actor: User | AnonymousUser | None,
+    organisation: Organisation,
+    stream: IO[bytes],
+    tlp: str,
+    recipients: Sequence[Organisation] = (),
+    *,
+    progress: Callable[[ImportResult], None] | None = None,
+    source: str = "",
+) -> ImportResult:
+    """Import a STIX 2.1 bundle read from ``stream``, in the name of ``organisation``.
+
+    ``tlp`` and ``recipients`` apply to every object that carries no TLP marking of its own;
+    the recipients (organisations) are named on every object of the import. Callable by the
+    organisation's analysts, liaisons and admins, or by the operator (``actor`` None). Raises
+    ``ValidationError`` when the stream is not a STIX 2.1 bundle at all; otherwise returns the
+    counts and the reasons of rejected objects, which one ``intel.bundle_imported`` audit entry
+    also records."""
+    recipients = list(dict.fromkeys(recipients))
+    _check_import(actor, organisation, tlp, recipients)
+    _check_envelope(stream)
+    # The importer is named on TLP:RED objects (theirs or marked so in the bundle): RED names
+    # people, and its author is one of them.
+    recipient_users = [actor] if isinstance(actor, User) else []
+    result = ImportResult()
+    chunk: list[_Candidate] = []
+    index = -1
+    try:
+        for index, obj in enumerate(ijson.items(stream, "objects.item", use_float=True)):
+            candidate = _prepare(index, obj, tlp, result)
+            if candidate is not None:
+                chunk.append(candidate)
+            if len(chunk) >= CHUNK_SIZE:
+                _store_chunk(chunk, organisation, recipients, recipient_users, result)
+                chunk = []
+                if progress is not None:
+                    progress(result)
+    except (ijson.JSONError, ijson.IncompleteJSONError, UnicodeDecodeError, ValueError) as exc:
+        result.error = _("The bundle is not valid JSON after object %(index)d: %(error)s") % {
+            "index": index + 1,
+            "error": str(exc)[:200],
+        }
+    if chunk:
+        _store_chunk(chunk, organisation, recipients, recipient_users, result)
+    if result.seen == 0 and not result.error:
+        result.error = _("The bundle has no objects.")
+    details = {
+        "accepted": result.accepted,
+        "duplicates": result.duplicates,
+        "rejected": result.rejected,
+        "tlp": tlp,
+        "recipients": [org.short_name for org in recipients],
+    }
+    if result.error:
+        details["error"] = result.error
+    if source:
+        details["source"] = source[:200]
+    audit.record("intel.bundle_imported", actor=actor, organisation=organisation, details=details)
+    if progress is not None:
+        progress(result)
+    return result
+
+
+# --- uploads imported in the background ----------------------------------------------------------
+
+
+def imports_folder() -> Path:
+    folder = Path(settings.VAR_DIR) / "intel-imports"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def queue_import(
+    actor: User,
+    organisation: Organisation,
+    chunks: Iterable[bytes],
+    file_name: str,
+    tlp: str,
+    recipients: Sequence[Organisation] = (),
+) -> ImportJob:
+    """Keep an uploaded bundle under the node's var folder and queue its import (a background
+    task, so a large file does not hold a web request). Audited as ``intel.import_queued``."""
+    recipients = list(dict.fromkeys(recipients))
+    _check_import(actor, organisation, tlp, recipients)
+    job = ImportJob(organisation=organisation, created_by=actor, file_name=file_name[:200], tlp=tlp)
+    path = imports_folder() / f"{job.uuid}.json"
+    size = 0
+    with path.open("wb") as out:
+        for piece in chunks:
+            out.write(piece)
+            size += len(piece)
+    job.path, job.file_size = str(path), size
+    from minga.intel.tasks import run_import
+
+    with transaction.atomic():
+        job.save()
+        job.recipients.set(recipients)
+        audit.record(
+            "intel.import_queued",
+            actor=actor,
+            obj=job,
+            organisation=organisation,
+            details={"file": job.file_name, "bytes": size, "tlp": tlp},
+        )
+        transaction.on_commit(lambda: run_import.enqueue(job.pk))
+    return job
+
+
+class _CountingReader:
+    """A file that remembers how far it has been read: the job's progress."""
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self.handle, self.count = handle, 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.handle.read(size)
+        self.count += len(data)
+        return data
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.handle.tell()
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self.count = offset
+        return self.handle.seek(offset, whence)
+
+
+def run_import_job(job_id: int) -> ImportJob | None:
+    """Import a queued upload. Safe to run again after a crash: versions already stored are
+    counted as such. The file is removed once the import has finished."""
+    job = ImportJob.objects.select_related("organisation", "created_by").filter(pk=job_id).first()
+    if job is None or job.status in (ImportStatus.DONE, ImportStatus.FAILED):
+        return job
+    ImportJob.objects.filter(pk=job.pk).update(status=ImportStatus.RUNNING)
+    path = Path(job.path)
+
+    def finish(status: str, message: str, result: ImportResult | None = None) -> None:
+        changes: dict[str, Any] = {"status": status, "message": message, "finished_at": timezone.now()}
+        if result is not None:
+            changes |= _counts(result)
+        ImportJob.objects.filter(pk=job.pk).update(**changes)
+        path.unlink(missing_ok=True)
+
+    if not path.is_file():
+        finish(ImportStatus.FAILED, _("The uploaded file is gone; upload it again."))
+        return job
+    with path.open("rb") as handle:
+        reader = _CountingReader(handle)
+
+        def progress(result: ImportResult) -> None:
+            ImportJob.objects.filter(pk=job.pk).update(bytes_read=reader.count, **_counts(result))
+
+        try:
+            result = import_bundle(
+                job.created_by,
+                job.organisation,
+                reader,  # type: ignore[arg-type]
+                job.tlp,
+                list(job.recipients.all()),
+                progress=progress,
+                source=job.file_name,
+            )
+        except (ValidationError, PermissionDenied) as exc:
+            finish(ImportStatus.FAILED, "; ".join(_messages(exc)))
+            return job
+    finish(
+        ImportStatus.FAILED if result.error and not result.accepted else ImportStatus.DONE,
+        result.error,
+        result,
+    )
+    return job
+
+
+def _counts(result: ImportResult) -> dict[str, Any]:
+    return {
+        "accepted": result.accepted,
+        "duplicates": result.duplicates,
+        "rejected": result.rejected,
+        "rejections": [r.as_dict() for r in result.rejections],
+    }
+
+
+def _messages(exc: ValidationError | PermissionDenied) -> list[str]:
+    if isinstance(exc, ValidationError):
+        return [str(m) for m in exc.messages]
+    return [str(exc) or _("You are not allowed to do this.")]

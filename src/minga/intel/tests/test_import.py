@@ -1,0 +1,174 @@
+"""Importing STIX 2.1 bundles: validation with reasons, versions, revocation, TLP, idempotence."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+
+import pytest
+from django.core.exceptions import PermissionDenied, ValidationError
+
+from minga.core.choices import TLP, Role
+from minga.core.models import AuditEntry, Organisation, User
+from minga.intel import services, stix
+from minga.intel.models import ObjectObservable, Observable, StixObject
+from minga.intel.tests.bundles import TS, bundle, indicator, sco, sid, sighting, stream
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def team(make_org: Callable[..., Organisation]) -> Organisation:
+    return make_org("csirt-uy")
+
+
+@pytest.fixture
+def analyst(make_user: Callable[..., User], team: Organisation) -> User:
+    return make_user("ana", team)
+
+
+def test_valid_objects_are_stored_and_bad_ones_rejected_with_reasons(
+    analyst: User, team: Organisation
+) -> None:
+    good = indicator()
+    no_id = {**indicator(), "id": "indicator--not-a-uuid"}
+    bad_time = {**indicator(), "created": "yesterday"}
+    bad_pattern = {**indicator(), "pattern": "[ipv4-addr:value = '1.2.3.4'"}
+    old = {k: v for k, v in indicator().items() if k != "spec_version"}
+    missing = {k: v for k, v in indicator().items() if k != "valid_from"}
+    bad_ref = {**sighting(good["id"]), "sighting_of_ref": "nope"}
+    result = services.import_bundle(
+        analyst, team, stream(good, no_id, bad_time, bad_pattern, old, missing, bad_ref, "text"), TLP.GREEN
+    )
+    assert (result.accepted, result.rejected) == (1, 7)
+    reasons = {r.index: r.reason for r in result.rejections}
+    assert "type--UUID" in reasons[1]
+    assert "created is not a STIX timestamp" in reasons[2]
+    assert "not a valid STIX pattern" in reasons[3]
+    assert "STIX 2.0" in reasons[4]
+    assert "valid_from" in reasons[5]
+    assert "sighting_of_ref" in reasons[6]
+    assert "not a JSON object" in reasons[7]
+    stored = StixObject.objects.get()
+    assert stored.stix_id == good["id"] and stored.tlp == TLP.GREEN and stored.origin_organisation == team
+    entry = AuditEntry.objects.filter(action="intel.bundle_imported").get()
+    assert entry.details["accepted"] == 1 and entry.details["rejected"] == 7
+
+
+def test_reimport_is_idempotent(analyst: User, team: Organisation) -> None:
+    objects = [indicator(), sco("domain-name", "evil.example")]
+    first = services.import_bundle(analyst, team, stream(*objects), TLP.GREEN)
+    again = services.import_bundle(analyst, team, stream(*objects), TLP.GREEN)
+    assert (first.accepted, again.accepted, again.duplicates) == (2, 0, 2)
+    assert StixObject.objects.count() == 2
+    assert ObjectObservable.objects.count() == 2
+
+
+def test_versions_keep_one_latest_and_revocation_is_final(analyst: User, team: Organisation) -> None:
+    v1 = indicator()
+    v2 = {**v1, "modified": "2026-02-01T00:00:00Z", "name": "second"}
+    v3 = {**v1, "modified": "2026-03-01T00:00:00Z", "revoked": True}
+    services.import_bundle(analyst, team, stream(v2), TLP.GREEN)
+    services.import_bundle(analyst, team, stream(v1), TLP.GREEN)  # an older version arrives late
+    latest = StixObject.objects.get(stix_id=v1["id"], is_latest=True)
+    assert latest.label == "second"
+    services.import_bundle(analyst, team, stream(v3), TLP.GREEN)
+    latest = StixObject.objects.get(stix_id=v1["id"], is_latest=True)
+    assert latest.revoked
+    v4 = {**v1, "modified": "2026-04-01T00:00:00Z"}
+    result = services.import_bundle(analyst, team, stream(v4), TLP.GREEN)
+    assert result.rejected == 1 and "revoked" in result.rejections[0].reason
+    assert StixObject.objects.filter(stix_id=v1["id"]).count() == 3
+
+
+def test_several_versions_in_one_bundle(analyst: User, team: Organisation) -> None:
+    v1 = indicator()
+    v2 = {**v1, "modified": "2026-02-01T00:00:00Z"}
+    services.import_bundle(analyst, team, stream(v2, v1), TLP.GREEN)
+    assert list(
+        StixObject.objects.filter(stix_id=v1["id"]).order_by("modified").values_list("is_latest", flat=True)
+    ) == [False, True]
+
+
+def test_tlp_markings_of_the_object_win_over_the_import_default(
+    analyst: User, team: Organisation, make_org: Callable[..., Organisation]
+) -> None:
+    partner = make_org("csirt-py")
+    marked = indicator(object_marking_refs=[stix.TLP2_MARKING_IDS[TLP.AMBER_STRICT]])
+    tlp1 = indicator(object_marking_refs=[stix.TLP1_MARKING_IDS[TLP.CLEAR]])
+    plain = indicator()
+    services.import_bundle(analyst, team, stream(marked, tlp1, plain), TLP.AMBER, [partner])
+    tlps = {o.stix_id: o.tlp for o in StixObject.objects.all()}
+    assert tlps == {marked["id"]: TLP.AMBER_STRICT, tlp1["id"]: TLP.CLEAR, plain["id"]: TLP.AMBER}
+    for obj in StixObject.objects.all():
+        assert list(obj.recipient_organisations.all()) == [partner]
+
+
+def test_stix_2_0_bundles_are_refused_with_the_way_out(analyst: User, team: Organisation) -> None:
+    with pytest.raises(ValidationError, match=r"STIX 2\.0 bundle"):
+        services.import_bundle(analyst, team, stream(indicator(), spec_version="2.0"), TLP.GREEN)
+    with pytest.raises(ValidationError, match="not a STIX bundle"):
+        services.import_bundle(analyst, team, io.BytesIO(b'{"type": "indicator"}'), TLP.GREEN)
+    with pytest.raises(ValidationError, match="not valid JSON"):
+        services.import_bundle(analyst, team, io.BytesIO(b"\xff\xfe garbage"), TLP.GREEN)
+
+
+def test_truncated_bundle_keeps_what_came_before(analyst: User, team: Organisation) -> None:
+    text = stream(indicator(), indicator()).getvalue()
+    result = services.import_bundle(analyst, team, io.BytesIO(text[:-40]), TLP.GREEN)
+    assert result.accepted == 1 and "not valid JSON" in result.error
+
+
+def test_only_members_who_analyse_may_import(
+    team: Organisation, make_user: Callable[..., User], make_org: Callable[..., Organisation]
+) -> None:
+    reader = make_user("reader", team, Role.READ_ONLY)
+    outsider = make_user("outsider", make_org("other"))
+    for user in (reader, outsider):
+        with pytest.raises(PermissionDenied):
+            services.import_bundle(user, team, stream(indicator()), TLP.GREEN)
+    with pytest.raises(ValidationError):
+        services.import_bundle(None, team, stream(indicator()), TLP.RED)
+
+
+def test_observables_are_normalised_and_shared(analyst: User, team: Organisation) -> None:
+    services.import_bundle(
+        analyst,
+        team,
+        stream(
+            indicator("198.51.100.7/32"),
+            sco("ipv4-addr", "198.51.100.7"),
+            indicator("EXAMPLE.example.", kind="domain-name"),
+            sco("domain-name", "example.EXAMPLE"),
+            indicator(
+                pattern="[file:hashes.'SHA-256' = '" + "AB" * 32 + "' OR url:value = 'HTTP://Evil.Example/x']"
+            ),
+            {"type": "file", "spec_version": "2.1", "id": sid("file"), "hashes": {"SHA-256": "ab" * 32}},
+            sco("email-addr", "Boss@Evil.EXAMPLE"),
+            sco("ipv6-addr", "2001:DB8:0::1"),
+        ),
+        TLP.GREEN,
+    )
+    values = set(Observable.objects.values_list("kind", "value"))
+    assert values == {
+        ("ipv4-addr", "198.51.100.7"),
+        ("domain-name", "example.example"),
+        ("sha-256", "ab" * 32),
+        ("url", "http://evil.example/x"),
+        ("email-addr", "Boss@evil.example"),
+        ("ipv6-addr", "2001:db8::1"),
+    }
+    assert ObjectObservable.objects.count() == 9
+
+
+def test_sighting_columns(analyst: User, team: Organisation) -> None:
+    target = indicator()
+    services.import_bundle(
+        analyst, team, stream(target, sighting(target["id"], 3, TS, "2026-02-01T00:00:00Z")), TLP.GREEN
+    )
+    row = StixObject.objects.get(type="sighting")
+    assert (row.sighting_of_ref, row.sighting_count) == (target["id"], 3)
+
+
+def test_bundle_helper_is_a_bundle() -> None:
+    assert bundle()["type"] == "bundle"

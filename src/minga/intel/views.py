@@ -1,0 +1,135 @@
+"""Intel pages: the object list with filters, an object's page, bundle imports and their progress."""
+
+from __future__ import annotations
+
+from datetime import datetime, time
+from typing import Any
+from urllib.parse import urlencode
+from uuid import UUID
+
+import orjson
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_http_methods
+
+from minga.core.forms import attach_service_errors
+from minga.core.models import User
+from minga.intel import queries, services, stix
+from minga.intel.forms import ObjectFilterForm, UploadForm
+from minga.intel.models import ImportJob
+
+OBJECTS_PER_PAGE = 50
+
+
+def _user(request: HttpRequest) -> User:
+    return request.user  # type: ignore[return-value]
+
+
+def _day(value: Any) -> datetime | None:
+    return timezone.make_aware(datetime.combine(value, time.min)) if value else None
+
+
+def _stix_id(text: str) -> str:
+    if not stix.ID_RE.match(text):
+        raise Http404
+    return text
+
+
+@login_required
+def object_list(request: HttpRequest) -> HttpResponse:
+    form = ObjectFilterForm(request.GET)
+    criteria = queries.Search()
+    if form.is_valid():
+        data = form.cleaned_data
+        criteria = queries.Search(
+            type=data["type"],
+            value=data["value"].strip(),
+            q=data["q"].strip(),
+            tlp=data["tlp"],
+            origin=data["origin"],
+            added_after=_day(data["since"]),
+            added_before=_day(data["until"]),
+            include_revoked=data["include_revoked"],
+        )
+    page = Paginator(queries.search(request.user, criteria), OBJECTS_PER_PAGE).get_page(
+        request.GET.get("page")
+    )
+    kept = {
+        k: v for k, v in (form.cleaned_data if form.is_valid() else {}).items() if v not in ("", None, False)
+    }
+    return render(request, "intel/object_list.html", {"form": form, "page": page, "query": urlencode(kept)})
+
+
+@login_required
+def object_detail(request: HttpRequest, stix_id: str) -> HttpResponse:
+    obj = queries.get_latest_or_404(request.user, _stix_id(stix_id))
+    summary, sightings = queries.sightings(request.user, obj.stix_id)
+    context = {
+        "obj": obj,
+        "json": orjson.dumps(queries.emitted(obj), option=orjson.OPT_INDENT_2).decode(),
+        "tlp_name": stix.TLP_NAMES.get(obj.tlp, obj.tlp),
+        "recipients": obj.recipient_organisations.order_by("name"),
+        "observables": queries.observables_of(obj),
+        "correlations": queries.correlations(request.user, obj),
+        "summary": summary,
+        "sightings": sightings[:50],
+        "versions": queries.versions(request.user, obj.stix_id)[:100],
+    }
+    return render(request, "intel/object_detail.html", context)
+
+
+@login_required
+def object_bundle(request: HttpRequest, stix_id: str) -> HttpResponse:
+    obj = queries.get_latest_or_404(request.user, _stix_id(stix_id))
+    response = HttpResponse(
+        orjson.dumps(queries.bundle_of([obj]), option=orjson.OPT_INDENT_2),
+        content_type="application/stix+json;version=2.1",
+    )
+    response["Content-Disposition"] = f'attachment; filename="{obj.type}.json"'
+    return response
+
+
+def _jobs(user: User) -> Any:
+    return ImportJob.objects.filter(
+        organisation__memberships__user=user, organisation__memberships__is_active=True
+    ).select_related("organisation", "created_by")
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def imports(request: HttpRequest) -> HttpResponse:
+    """Upload a bundle: it is saved and imported in the background; its page shows progress."""
+    user = _user(request)
+    form = UploadForm(user, request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        upload = form.cleaned_data["file"]
+        try:
+            job = services.queue_import(
+                user,
+                form.cleaned_data["organisation"],
+                upload.chunks(),
+                (upload.name or "bundle.json").replace("\x00", ""),
+                form.cleaned_data["tlp"],
+                list(form.cleaned_data["recipients"]),
+            )
+        except (ValidationError, PermissionDenied) as exc:
+            if isinstance(exc, PermissionDenied):
+                exc = ValidationError(str(exc))
+            attach_service_errors(form, exc)
+        else:
+            messages.success(request, _("The bundle is queued for import."))
+            return redirect("intel:import_detail", uuid=job.uuid)
+    page = Paginator(_jobs(user), 50).get_page(request.GET.get("page"))
+    return render(request, "intel/imports.html", {"form": form, "page": page})
+
+
+@login_required
+def import_detail(request: HttpRequest, uuid: UUID) -> HttpResponse:
+    job = get_object_or_404(_jobs(_user(request)).distinct(), uuid=uuid)
+    return render(request, "intel/import_detail.html", {"job": job, "recipients": job.recipients.all()})
