@@ -9,6 +9,7 @@ still stored, it just correlates through nothing.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Iterator
@@ -72,6 +73,11 @@ def normalise(kind: str, value: Any) -> str | None:
     """The canonical text of ``value`` as an observable of ``kind``, or None if it is not one."""
     if not isinstance(value, str) or not value or len(value) > MAX_VALUE_LENGTH:
         return None
+    return _normalise(kind, value)
+
+
+@functools.lru_cache(maxsize=65_536)  # feeds repeat their values; IDNA encoding is the costly part
+def _normalise(kind: str, value: str) -> str | None:
     try:
         if kind == K.IPV4:
             return _ip(value, 4)

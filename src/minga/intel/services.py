@@ -10,6 +10,7 @@ already stored. Every import ends with one audit entry carrying its counts.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,7 +28,7 @@ from django.utils.translation import gettext as _
 from minga.core import audit
 from minga.core.choices import TLP, Role
 from minga.core.models import Membership, Organisation, User
-from minga.intel import observables, stix
+from minga.intel import bulk, observables, stix
 from minga.intel.choices import ImportStatus
 from minga.intel.models import ImportJob, ObjectObservable, Observable, StixObject
 
@@ -215,10 +216,10 @@ def _store_chunk(
     existing: set[tuple[str, datetime]] = set()
     latest: dict[str, tuple[datetime, bool, int | None]] = {}  # stix_id -> (modified, revoked, pk)
     for batch in _batched(ids):
-        stored = StixObject.objects.filter(stix_id__in=batch).values_list(
+        versions = StixObject.objects.filter(stix_id__in=batch).values_list(
             "stix_id", "modified", "is_latest", "revoked", "pk"
         )
-        for stix_id, modified, is_latest, revoked, pk in stored:
+        for stix_id, modified, is_latest, revoked, pk in versions:
             existing.add((stix_id, modified))
             if is_latest:
                 latest[stix_id] = (modified, revoked, pk)
@@ -251,25 +252,26 @@ def _store_chunk(
         obj = c.obj
         is_sighting = obj["type"] == "sighting"
         rows.append(
-            StixObject(
-                stix_id=c.stix_id,
-                type=obj["type"],
-                spec_version=obj.get("spec_version", "2.1"),
-                created=stix.parse_timestamp(obj["created"], "created") if "created" in obj else None,
-                modified=c.modified,
-                date_added=now,
-                revoked=obj.get("revoked") is True,
-                is_latest=latest[c.stix_id][0] == c.modified,
-                label=_label(obj),
-                sighting_of_ref=obj["sighting_of_ref"] if is_sighting else "",
-                sighting_count=obj.get("count", 1) if is_sighting else None,
-                first_seen=stix.parse_timestamp(obj["first_seen"], "") if "first_seen" in obj else None,
-                last_seen=stix.parse_timestamp(obj["last_seen"], "") if "last_seen" in obj else None,
-                raw=c.raw,
-                origin_organisation=organisation,
-                tlp=c.tlp,
-                created_at=now,
-                updated_at=now,
+            (
+                uuid.uuid4(),
+                now,
+                now,
+                organisation.pk,
+                c.tlp,
+                c.stix_id,
+                obj["type"],
+                obj.get("spec_version", "2.1"),
+                stix.parse_timestamp(obj["created"], "created") if "created" in obj else None,
+                c.modified,
+                now,
+                obj.get("revoked") is True,
+                latest[c.stix_id][0] == c.modified,
+                _label(obj),
+                obj["sighting_of_ref"] if is_sighting else "",
+                obj.get("count", 1) if is_sighting else None,
+                stix.parse_timestamp(obj["first_seen"], "first_seen") if "first_seen" in obj else None,
+                stix.parse_timestamp(obj["last_seen"], "last_seen") if "last_seen" in obj else None,
+                c.raw,
             )
         )
     # Stored versions that a fresh one supersedes stop being the latest.
@@ -279,53 +281,70 @@ def _store_chunk(
     with transaction.atomic():
         for batch in _batched(superseded):
             StixObject.objects.filter(pk__in=batch).update(is_latest=False)
-        StixObject.objects.bulk_create(rows, batch_size=500)
-        _link_recipients(rows, recipients, recipient_users)
-        _index_observables(rows, fresh)
+        pks = bulk.insert_returning_ids(StixObject, OBJECT_COLUMNS, rows)
+        stored = [(pk, row[4], c) for pk, row, c in zip(pks, rows, fresh, strict=True)]
+        _link_recipients(stored, recipients, recipient_users)
+        _index_observables(stored)
     result.accepted += len(rows)
 
 
+# The columns the import writes, in the order of the rows it builds.
+OBJECT_COLUMNS = (
+    "uuid",
+    "created_at",
+    "updated_at",
+    "origin_organisation",
+    "tlp",
+    "stix_id",
+    "type",
+    "spec_version",
+    "created",
+    "modified",
+    "date_added",
+    "revoked",
+    "is_latest",
+    "label",
+    "sighting_of_ref",
+    "sighting_count",
+    "first_seen",
+    "last_seen",
+    "raw",
+)
+
+
 def _link_recipients(
-    rows: list[StixObject], recipients: Sequence[Organisation], recipient_users: Sequence[User]
+    stored: list[tuple[int, str, _Candidate]],
+    recipients: Sequence[Organisation],
+    recipient_users: Sequence[User],
 ) -> None:
-    if recipients:
-        through = StixObject.recipient_organisations.through
-        through.objects.bulk_create(
-            [through(stixobject_id=row.pk, organisation_id=org.pk) for row in rows for org in recipients],
-            batch_size=2000,
-        )
-    if recipient_users:
-        red_rows = [row for row in rows if row.tlp == TLP.RED]
-        through_users = StixObject.recipient_users.through
-        through_users.objects.bulk_create(
-            [
-                through_users(stixobject_id=row.pk, user_id=user.pk)
-                for row in red_rows
-                for user in recipient_users
-            ],
-            batch_size=2000,
-        )
+    through = StixObject.recipient_organisations.through
+    bulk.insert(
+        through,
+        ("stixobject", "organisation"),
+        [(pk, org.pk) for pk, _tlp, _c in stored for org in recipients],
+    )
+    through_users = StixObject.recipient_users.through
+    bulk.insert(
+        through_users,
+        ("stixobject", "user"),
+        [(pk, user.pk) for pk, tlp, _c in stored if tlp == TLP.RED for user in recipient_users],
+    )
 
 
-def _index_observables(rows: list[StixObject], fresh: list[_Candidate]) -> None:
-    per_row = [(row, observables.extract(c.obj)) for row, c in zip(rows, fresh, strict=True)]
-    wanted = {pair for _row, found in per_row for pair in found}
+def _index_observables(stored: list[tuple[int, str, _Candidate]]) -> None:
+    per_row = [(pk, observables.extract(c.obj)) for pk, _tlp, c in stored]
+    wanted = {pair for _pk, found in per_row for pair in found}
     if not wanted:
         return
-    Observable.objects.bulk_create(
-        [Observable(kind=kind, value=value) for kind, value in wanted], batch_size=1000, ignore_conflicts=True
-    )
+    bulk.insert(Observable, ("kind", "value"), sorted(wanted), ignore_conflicts=True)
     ids: dict[tuple[str, str], int] = {}
     for batch in _batched(sorted({value for _kind, value in wanted})):
         for kind, value, pk in Observable.objects.filter(value__in=batch).values_list("kind", "value", "pk"):
             ids[(kind, value)] = pk
-    ObjectObservable.objects.bulk_create(
-        [
-            ObjectObservable(stix_object_id=row.pk, observable_id=ids[pair])
-            for row, found in per_row
-            for pair in found
-        ],
-        batch_size=2000,
+    bulk.insert(
+        ObjectObservable,
+        ("stix_object", "observable"),
+        [(pk, ids[pair]) for pk, found in per_row for pair in found],
     )
 
 
