@@ -5,15 +5,19 @@ costs more per row than the database does (about 150 µs for a STIX object row o
 import knows its columns and their types, so it sends the rows with ``executemany`` instead,
 converting only the values the database driver cannot take as they are (datetimes on SQLite,
 UUIDs). The SQL comes from Django's own operations, so it is right for SQLite and PostgreSQL.
+On PostgreSQL, rows go through COPY: psycopg's client-side binding, which Django uses, would
+otherwise quote every value in Python.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, cast
 
 from django.db import connection, models
 from django.db.models.constants import OnConflict
+
+MAX_PARAMETERS = 30_000  # per statement: SQLite allows 32,766, PostgreSQL 65,535
 
 
 def _converter(field: models.Field) -> Callable[[Any], Any] | None:
@@ -62,18 +66,36 @@ def insert(
     fields = [cast(models.Field, model._meta.get_field(name)) for name in columns]
     quote = connection.ops.quote_name
     on_conflict = OnConflict.IGNORE if ignore_conflicts else None
-    sql = "{} {} ({}) VALUES ({}){}".format(
+    head = "{} {} ({}) VALUES ".format(
         connection.ops.insert_statement(on_conflict=on_conflict),
         quote(model._meta.db_table),
         ", ".join(quote(str(f.column)) for f in fields),
-        ", ".join(["%s"] * len(fields)),
-        connection.ops.on_conflict_suffix_sql(fields, on_conflict, None, None) if ignore_conflicts else "",
     )
-    with connection.cursor() as cursor:
-        cursor.executemany(sql, _prepared(fields, rows))
+    one = "({})".format(", ".join(["%s"] * len(fields)))
+    tail = connection.ops.on_conflict_suffix_sql(fields, on_conflict, None, None) if ignore_conflicts else ""
+    if connection.vendor != "postgresql":
+        with connection.cursor() as cursor:
+            cursor.executemany(head + one + tail, _prepared(fields, rows))
+    elif not ignore_conflicts:
+        _copy(model, fields, rows)
+    else:  # COPY cannot skip conflicts: multi-row statements, one round trip per batch
+        per_statement = max(1, MAX_PARAMETERS // len(fields))
+        with connection.cursor() as cursor:
+            for start in range(0, len(rows), per_statement):
+                batch = rows[start : start + per_statement]
+                cursor.execute(head + ", ".join([one] * len(batch)) + tail, [v for row in batch for v in row])
 
 
-MAX_PARAMETERS = 30_000  # per statement: SQLite allows 32,766, PostgreSQL 65,535
+def _copy(model: type[models.Model], fields: Sequence[models.Field], rows: Iterable[Sequence[Any]]) -> None:
+    from psycopg import sql
+
+    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+        sql.Identifier(model._meta.db_table),
+        sql.SQL(", ").join(sql.Identifier(str(f.column)) for f in fields),
+    )
+    with connection.cursor() as cursor, cursor.cursor.copy(statement) as copy:
+        for row in rows:
+            copy.write_row(row)
 
 
 def insert_returning_ids(
@@ -83,6 +105,17 @@ def insert_returning_ids(
     ``INSERT ... RETURNING``, in order on SQLite >= 3.35 and PostgreSQL (as ``bulk_create``
     relies on too)."""
     fields = [cast(models.Field, model._meta.get_field(name)) for name in columns]
+    if connection.vendor == "postgresql":
+        # Ids drawn from the table's sequence first, then the rows copied with them.
+        pk = cast(models.Field, model._meta.pk)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
+                [model._meta.db_table, pk.column, len(rows)],
+            )
+            drawn = [row[0] for row in cursor.fetchall()]
+        _copy(model, [pk, *fields], ([pk_value, *row] for pk_value, row in zip(drawn, rows, strict=True)))
+        return drawn
     quote = connection.ops.quote_name
     head = "INSERT INTO {} ({}) VALUES ".format(  # noqa: S608  (names from the model, values bound)
         quote(model._meta.db_table),
