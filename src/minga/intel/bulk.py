@@ -35,7 +35,8 @@ def _converter(field: models.Field) -> Callable[[Any], Any] | None:
 
         return convert
     if isinstance(field, models.UUIDField):
-        return lambda value: field.get_db_prep_value(value, connection)
+        # Text of hex digits passes as it is: SQLite stores it so, PostgreSQL parses it.
+        return lambda value: value if isinstance(value, str) else field.get_db_prep_value(value, connection)
     return None
 
 

@@ -36,6 +36,18 @@ HASH_KINDS = {
 HEX_RE = re.compile(r"^[0-9a-f]+$")
 
 
+# A name of ASCII letters, digits and hyphens is its own IDNA form once lower-cased: the IDNA
+# codec (tens of microseconds a name) is needed only for the others and for A-labels (xn--).
+LDH_NAME = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)(?:\.(?!-)[a-z0-9-]{1,63}(?<!-))+$")
+
+
+def _domain(text: str) -> str:
+    name = text.strip().rstrip(".").lower()
+    if len(name) <= 253 and "xn--" not in name and LDH_NAME.match(name):
+        return name
+    return normalise_domain(text)
+
+
 def _ip(text: str, version: int) -> str:
     network = ipaddress.ip_network(text.strip(), strict=False)
     if network.version != version:
@@ -53,7 +65,7 @@ def _url(text: str) -> str:
     try:
         host = str(ipaddress.ip_address(host.strip("[]")))
     except ValueError:
-        host = normalise_domain(host)
+        host = _domain(host)
     if ":" in host:
         host = f"[{host}]"
     netloc = host if parts.port is None else f"{host}:{parts.port}"
@@ -66,7 +78,7 @@ def _email(text: str) -> str:
     local, at, domain = text.strip().rpartition("@")
     if not at or not local:
         raise ValueError(text)
-    return f"{local}@{normalise_domain(domain)}"
+    return f"{local}@{_domain(domain)}"
 
 
 def normalise(kind: str, value: Any) -> str | None:
@@ -84,7 +96,7 @@ def _normalise(kind: str, value: str) -> str | None:
         if kind == K.IPV6:
             return _ip(value, 6)
         if kind == K.DOMAIN:
-            return normalise_domain(value)
+            return _domain(value)
         if kind == K.URL:
             return _url(value)
         if kind == K.EMAIL:
