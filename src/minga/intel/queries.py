@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     Reader = User | AnonymousUser | None
 
 MAX_CORRELATIONS = 200  # a hot observable (a public resolver) links to thousands: show the newest
+MAX_CANDIDATES = 5_000  # links read per correlation query, newest first
 
 
 def visible(user: Reader) -> QuerySet[StixObject]:
@@ -128,10 +129,21 @@ class Correlation:
 def correlations(user: Reader, obj: StixObject, limit: int = MAX_CORRELATIONS) -> list[Correlation]:
     """Other objects (latest, not revoked) sharing an observable with ``obj`` that the reader
     may see, newest first, with the observables they share."""
-    mine = ObjectObservable.objects.filter(stix_object=obj).values("observable_id")
-    linked = ObjectObservable.objects.filter(observable_id__in=mine).values("stix_object_id")
+    mine = list(ObjectObservable.objects.filter(stix_object=obj).values_list("observable_id", flat=True))
+    if not mine:
+        return []
+    # The candidates come from the index first (newest links, bounded), and only then meet the
+    # access policy: the planner never walks the whole store to find them.
+    linked = list(
+        ObjectObservable.objects.filter(observable_id__in=mine)
+        .order_by("-stix_object_id")
+        .values_list("stix_object_id", flat=True)[:MAX_CANDIDATES]
+    )
     others = list(
-        latest_visible(user).filter(pk__in=linked, revoked=False).exclude(stix_id=obj.stix_id)[:limit]
+        latest_visible(user)
+        .filter(pk__in=linked, revoked=False)
+        .exclude(stix_id=obj.stix_id)
+        .order_by("-pk")[:limit]
     )
     found = {o.pk: Correlation(o) for o in others}
     if found:
