@@ -100,7 +100,12 @@ def get_latest_or_404(user: Reader, stix_id: str) -> StixObject:
 
 
 def versions(user: Reader, stix_id: str) -> QuerySet[StixObject]:
-    return visible(user).filter(stix_id=stix_id).order_by("-modified")
+    return (
+        visible(user)
+        .filter(stix_id=stix_id)
+        .prefetch_related("recipient_organisations")
+        .order_by("-modified")
+    )
 
 
 def emitted(obj: StixObject) -> dict[str, Any]:

@@ -21,7 +21,7 @@ import ijson
 import orjson
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -71,6 +71,13 @@ class ImportResult:
         if len(self.rejections) < MAX_REJECTIONS_KEPT:
             name = stix_id if isinstance(stix_id, str) else ""
             self.rejections.append(Rejection(index, name[:300], reason))
+
+    def merge(self, other: ImportResult) -> None:
+        self.accepted += other.accepted
+        self.duplicates += other.duplicates
+        self.rejected += other.rejected
+        room = MAX_REJECTIONS_KEPT - len(self.rejections)
+        self.rejections.extend(other.rejections[: max(room, 0)])
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -219,7 +226,28 @@ def _store_chunk(
     recipient_users: Sequence[User],
     result: ImportResult,
 ) -> None:
-    """Write one chunk of valid objects in one transaction, with no per-object query."""
+    """Write one chunk of valid objects in one transaction, with no per-object query. Another
+    import may store some of the same versions between the look-up and the write: the chunk is
+    then looked at again, and those versions count as already stored."""
+    for attempt in (1, 2):
+        outcome = ImportResult()
+        try:
+            _write_chunk(candidates, organisation, recipients, recipient_users, outcome)
+        except IntegrityError:
+            if attempt == 2:
+                raise
+            continue
+        break
+    result.merge(outcome)
+
+
+def _write_chunk(
+    candidates: list[_Candidate],
+    organisation: Organisation,
+    recipients: Sequence[Organisation],
+    recipient_users: Sequence[User],
+    result: ImportResult,
+) -> None:
     ids = list({c.stix_id for c in candidates})
     existing: set[tuple[str, datetime]] = set()
     latest: dict[str, tuple[datetime, bool, int | None]] = {}  # stix_id -> (modified, revoked, pk)

@@ -172,3 +172,95 @@ def test_sighting_columns(analyst: User, team: Organisation) -> None:
 
 def test_bundle_helper_is_a_bundle() -> None:
     assert bundle()["type"] == "bundle"
+
+
+def test_every_kind_of_stix_object_is_stored(analyst: User, team: Organisation) -> None:
+    from stix2validator import ValidationOptions, validate_instance
+
+    from minga.intel import queries
+
+    identity = {
+        "type": "identity",
+        "spec_version": "2.1",
+        "id": sid("identity"),
+        "created": TS,
+        "modified": TS,
+        "name": "Fictional CSIRT",
+        "identity_class": "organization",
+    }
+    malware = {
+        "type": "malware",
+        "spec_version": "2.1",
+        "id": sid("malware"),
+        "created": TS,
+        "modified": TS,
+        "name": "Demo worm",
+        "is_family": True,
+        "x_minga_custom": "a custom property",
+    }
+    relationship = {
+        "type": "relationship",
+        "spec_version": "2.1",
+        "id": sid("relationship"),
+        "created": TS,
+        "modified": TS,
+        "relationship_type": "related-to",
+        "source_ref": identity["id"],
+        "target_ref": malware["id"],
+    }
+    marking = {
+        "type": "marking-definition",
+        "spec_version": "2.1",
+        "id": sid("marking-definition"),
+        "created": TS,
+        "definition_type": "statement",
+        "definition": {"statement": "Copyright 2026 Fictional CSIRT"},
+    }
+    language = {
+        "type": "language-content",
+        "spec_version": "2.1",
+        "id": sid("language-content"),
+        "created": TS,
+        "modified": TS,
+        "object_ref": malware["id"],
+        "object_modified": TS,
+        "contents": {"es": {"name": "Gusano de demostración"}},
+    }
+    extension = {
+        "type": "extension-definition",
+        "spec_version": "2.1",
+        "id": sid("extension-definition"),
+        "created": TS,
+        "modified": TS,
+        "created_by_ref": identity["id"],
+        "name": "Demo extension",
+        "schema": "https://example.org/schema.json",
+        "version": "1.0.0",
+        "extension_types": ["property-extension"],
+    }
+    custom = {
+        "type": "x-minga-note",
+        "spec_version": "2.1",
+        "id": sid("x-minga-note"),
+        "created": TS,
+        "modified": TS,
+        "x_text": "a custom object",
+    }
+    report = {
+        "type": "report",
+        "spec_version": "2.1",
+        "id": sid("report"),
+        "created": TS,
+        "modified": TS,
+        "name": "Weekly",
+        "published": TS,
+        "object_refs": [malware["id"], relationship["id"]],
+    }
+    objects = [identity, malware, relationship, marking, language, extension, custom, report]
+    result = services.import_bundle(analyst, team, stream(*objects), TLP.GREEN)
+    assert (result.accepted, result.rejected) == (len(objects), 0), result.rejections
+    for row in StixObject.objects.all():
+        emitted = queries.emitted(row)
+        assert emitted["id"] == row.stix_id
+        outcome = validate_instance(emitted, ValidationOptions())
+        assert outcome.is_valid, (row.type, [str(e) for e in outcome.errors])
