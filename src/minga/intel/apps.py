@@ -9,3 +9,9 @@ class IntelConfig(AppConfig):
 
     def ready(self) -> None:
         from minga.intel import tasks  # noqa: F401  (declares the import task)
+
+    def load_demo(self) -> None:
+        """Called by ``minga demo`` / ``minga up --demo`` after the core demo network."""
+        from minga.intel import demo
+
+        demo.load()
