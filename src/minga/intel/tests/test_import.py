@@ -264,3 +264,19 @@ def test_every_kind_of_stix_object_is_stored(analyst: User, team: Organisation) 
         assert emitted["id"] == row.stix_id
         outcome = validate_instance(emitted, ValidationOptions())
         assert outcome.is_valid, (row.type, [str(e) for e in outcome.errors])
+
+
+def test_command_line_says_what_is_wrong(team: Organisation, tmp_path) -> None:
+    from django.core.management import CommandError, call_command
+
+    path = tmp_path / "old.json"
+    path.write_bytes(stream(indicator(), spec_version="2.0").getvalue())
+    with pytest.raises(CommandError, match=r"STIX 2\.0 bundle"):
+        call_command("intel", "import", str(path), "--organisation", team.short_name)
+    with pytest.raises(CommandError, match="No organisation is called 'nobody'"):
+        call_command("intel", "import", str(path), "--organisation", "nobody")
+    with pytest.raises(CommandError, match="is not a file"):
+        call_command("intel", "import", str(tmp_path / "missing.json"), "--organisation", team.short_name)
+    path.write_bytes(stream(indicator(), {"type": "indicator"}).getvalue())
+    call_command("intel", "import", str(path), "--organisation", team.short_name, "--tlp", "green")
+    assert StixObject.objects.get().tlp == TLP.GREEN
