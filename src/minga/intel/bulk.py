@@ -79,12 +79,13 @@ def insert(
             cursor.executemany(head + one + tail, _prepared(fields, rows))
     elif not ignore_conflicts:
         _copy(model, fields, rows)
-    else:  # COPY cannot skip conflicts: multi-row statements, one round trip per batch
-        per_statement = max(1, MAX_PARAMETERS // len(fields))
+    else:  # COPY cannot skip conflicts: one statement, one array parameter per column
+        arrays = ", ".join(f"%s::{f.db_type(connection)}[]" for f in fields)
+        query = "INSERT INTO {} ({}) SELECT * FROM unnest({}){}".format(  # noqa: S608  (names from the model)
+            quote(model._meta.db_table), ", ".join(quote(str(f.column)) for f in fields), arrays, tail
+        )
         with connection.cursor() as cursor:
-            for start in range(0, len(rows), per_statement):
-                batch = rows[start : start + per_statement]
-                cursor.execute(head + ", ".join([one] * len(batch)) + tail, [v for row in batch for v in row])
+            cursor.execute(query, [list(column) for column in zip(*rows, strict=True)])
 
 
 def _copy(model: type[models.Model], fields: Sequence[models.Field], rows: Iterable[Sequence[Any]]) -> None:
@@ -133,3 +134,29 @@ def insert_returning_ids(
             cursor.execute(head + ", ".join([one] * len(batch)) + tail, [v for row in batch for v in row])
             ids.extend(row[0] for row in cursor.fetchall())
     return ids
+
+
+def select_in(
+    model: type[models.Model], columns: Sequence[str], key: str, values: Sequence[Any]
+) -> list[tuple[Any, ...]]:
+    """The ``columns`` (field names) of the rows whose ``key`` is one of ``values``. On
+    PostgreSQL, one query with the values as one array parameter; elsewhere, batches of IN."""
+    if not values:
+        return []
+    if connection.vendor != "postgresql":
+        rows: list[tuple[Any, ...]] = []
+        for start in range(0, len(values), 900):
+            batch = values[start : start + 900]
+            rows.extend(model._default_manager.filter(**{f"{key}__in": batch}).values_list(*columns))
+        return rows
+    fields = [cast(models.Field, model._meta.get_field(name)) for name in columns]
+    key_field = cast(models.Field, model._meta.get_field(key))
+    quote = connection.ops.quote_name
+    query = "SELECT {} FROM {} WHERE {} = ANY(%s)".format(  # noqa: S608  (names from the model, values bound)
+        ", ".join(quote(str(f.column)) for f in fields),
+        quote(model._meta.db_table),
+        quote(str(key_field.column)),
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(query, [list(values)])
+        return [tuple(row) for row in cursor.fetchall()]

@@ -251,14 +251,13 @@ def _write_chunk(
     ids = list({c.stix_id for c in candidates})
     existing: set[tuple[str, datetime]] = set()
     latest: dict[str, tuple[datetime, bool, int | None]] = {}  # stix_id -> (modified, revoked, pk)
-    for batch in _batched(ids):
-        versions = StixObject.objects.filter(stix_id__in=batch).values_list(
-            "stix_id", "modified", "is_latest", "revoked", "pk"
-        )
-        for stix_id, modified, is_latest, revoked, pk in versions:
-            existing.add((stix_id, modified))
-            if is_latest:
-                latest[stix_id] = (modified, revoked, pk)
+    versions = bulk.select_in(
+        StixObject, ("stix_id", "modified", "is_latest", "revoked", "id"), "stix_id", ids
+    )
+    for stix_id, modified, is_latest, revoked, pk in versions:
+        existing.add((stix_id, modified))
+        if is_latest:
+            latest[stix_id] = (modified, revoked, pk)
     stored_latest = dict(latest)
 
     fresh: list[_Candidate] = []
@@ -373,10 +372,11 @@ def _index_observables(stored: list[tuple[int, str, _Candidate]]) -> None:
     if not wanted:
         return
     bulk.insert(Observable, ("kind", "value"), sorted(wanted), ignore_conflicts=True)
-    ids: dict[tuple[str, str], int] = {}
-    for batch in _batched(sorted({value for _kind, value in wanted})):
-        for kind, value, pk in Observable.objects.filter(value__in=batch).values_list("kind", "value", "pk"):
-            ids[(kind, value)] = pk
+    values = sorted({value for _kind, value in wanted})
+    ids = {
+        (kind, value): pk
+        for kind, value, pk in bulk.select_in(Observable, ("kind", "value", "id"), "value", values)
+    }
     bulk.insert(
         ObjectObservable,
         ("stix_object", "observable"),
