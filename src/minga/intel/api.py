@@ -34,12 +34,16 @@ class ObjectOut(Schema):
     type: str
     spec_version: str
     created: datetime | None
-    modified: datetime
+    modified: datetime | None = Field(..., description="None for objects without versions (SCOs)")
     date_added: datetime
     revoked: bool
     tlp: TLP
     origin: str = Field(..., alias="origin_organisation.short_name")
     label: str
+
+    @staticmethod
+    def resolve_modified(obj: StixObject) -> datetime | None:
+        return obj.version_time
 
 
 class ObjectDetail(ObjectOut):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -12,6 +13,9 @@ from django.utils.translation import gettext_lazy as _
 from minga.core.choices import TLP
 from minga.core.models import Organisation, SharedObject, User
 from minga.intel.choices import ImportStatus, ObservableKind
+
+# The ``modified`` of objects that have no versions (SCOs without created or modified).
+UNVERSIONED = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class StixObject(SharedObject):
@@ -59,6 +63,11 @@ class StixObject(SharedObject):
 
     def __str__(self) -> str:
         return f"{self.stix_id} ({self.modified:%Y-%m-%d %H:%M:%S})"
+
+    @property
+    def version_time(self) -> datetime | None:
+        """``modified`` as the object states it: None for objects that have no versions."""
+        return None if self.modified == UNVERSIONED else self.modified
 
     @property
     def data(self) -> dict[str, Any]:

@@ -85,7 +85,9 @@ def normalise(kind: str, value: Any) -> str | None:
     """The canonical text of ``value`` as an observable of ``kind``, or None if it is not one."""
     if not isinstance(value, str) or not value or len(value) > MAX_VALUE_LENGTH:
         return None
-    return _normalise(kind, value)
+    normalised = _normalise(kind, value)
+    # Punycode makes some names longer than they came: such a value is not indexed either.
+    return normalised if normalised is None or len(normalised) <= MAX_VALUE_LENGTH else None
 
 
 @functools.lru_cache(maxsize=65_536)  # feeds repeat their values; IDNA encoding is the costly part

@@ -13,7 +13,7 @@ import logging
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -30,7 +30,7 @@ from minga.core.choices import TLP, Role
 from minga.core.models import Membership, Organisation, User
 from minga.intel import bulk, observables, stix
 from minga.intel.choices import ImportStatus
-from minga.intel.models import ImportJob, ObjectObservable, Observable, StixObject
+from minga.intel.models import UNVERSIONED, ImportJob, ObjectObservable, Observable, StixObject
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AnonymousUser
@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 
 CHUNK_SIZE = 5000  # objects per transaction: a crash loses at most one chunk, replayed idempotently
 MAX_REJECTIONS_KEPT = 100  # reasons kept for the report; the count covers them all
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # the version of objects that have none (SCOs)
+EPOCH = UNVERSIONED  # the version of objects that have none (SCOs)
 IMPORTING_ROLES = (Role.NODE_ADMIN, Role.ORG_ADMIN, Role.ANALYST, Role.LIAISON)
 LOOKUP_BATCH = 900  # values per IN (...) query, well within every database's limits
 

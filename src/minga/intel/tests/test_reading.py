@@ -104,6 +104,7 @@ def test_search_by_value_type_tlp_and_origin(story: Story) -> None:
     client = _client(story.partner)
     found = client.get("/api/v1/intel/objects", {"value": "198.51.100.7/32"}).json()["items"]
     assert {o["type"] for o in found} == {"indicator", "ipv4-addr"}
+    assert {o["type"]: o["modified"] for o in found}["ipv4-addr"] is None  # SCOs have no versions
     assert client.get("/api/v1/intel/objects", {"type": "domain-name"}).json()["count"] == 1
     assert client.get("/api/v1/intel/objects", {"tlp": "green"}).json()["items"][0]["id"] == story.green["id"]
     assert client.get("/api/v1/intel/objects", {"origin": "csirt-bo"}).json()["count"] == 0
