@@ -5,7 +5,6 @@ import io
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-import orjson
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
@@ -159,13 +158,26 @@ def list_versions(request: HttpRequest, stix_id: StixId) -> QuerySet[StixObject]
     return queries.versions(request.user, stix_id)
 
 
+STIX_MEDIA_TYPE = "application/stix+json;version=2.1"
+
+
 @router.get("/objects/{stix_id}/bundle")
 def export_object(request: HttpRequest, stix_id: StixId) -> HttpResponse:
-    """The latest version as a STIX 2.1 bundle, with the TLP marking definition it refers to."""
+    """The latest version as a STIX 2.1 bundle, with the TLP marking definition it refers to
+    (audited as an export)."""
     obj = queries.get_latest_or_404(request.user, stix_id)
-    return HttpResponse(
-        orjson.dumps(queries.bundle_of([obj])), content_type="application/stix+json;version=2.1"
-    )
+    document = services.export_bundle(request.user, StixObject.objects.filter(pk=obj.pk), scope=stix_id)
+    return HttpResponse(document, content_type=STIX_MEDIA_TYPE)
+
+
+@router.get("/export")
+def export_objects(request: HttpRequest, filters: Query[ObjectFilter]) -> HttpResponse:
+    """The objects the search finds (at most 10,000, newest first) as one STIX 2.1 bundle
+    (audited as an export)."""
+    criteria = queries.Search(**{k: v for k, v in filters.dict().items() if v is not None})
+    scope = request.META.get("QUERY_STRING", "")
+    document = services.export_bundle(request.user, queries.search(request.user, criteria), scope=scope)
+    return HttpResponse(document, content_type=STIX_MEDIA_TYPE)
 
 
 @router.get("/objects/{stix_id}/correlations", response=list[CorrelationOut])

@@ -22,6 +22,7 @@ import orjson
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -445,6 +446,28 @@ def import_bundle(
     if progress is not None:
         progress(result)
     return result
+
+
+# --- export --------------------------------------------------------------------------------------
+
+MAX_EXPORT = 10_000  # objects per export; narrow the search for more
+
+
+def export_bundle(actor: User | AnonymousUser | None, objects: QuerySet[StixObject], *, scope: str) -> bytes:
+    """A STIX 2.1 bundle of ``objects`` (already narrowed to what ``actor`` may read, at most
+    ``MAX_EXPORT``), each with its TLP marking and the marking definitions it refers to.
+    Every export is audited (``intel.exported``), whatever the TLP."""
+    from minga.intel import queries
+
+    rows = list(objects[:MAX_EXPORT])
+    document = orjson.dumps(queries.bundle_of(rows))
+    tlps = sorted({row.tlp for row in rows}, key=stix.TLP_ORDER.index)
+    audit.record(
+        "intel.exported",
+        actor=actor,
+        details={"scope": scope[:200], "objects": len(rows), "tlp": tlps, "format": "stix-2.1"},
+    )
+    return document
 
 
 # --- uploads imported in the background ----------------------------------------------------------

@@ -22,7 +22,7 @@ from minga.core.forms import attach_service_errors
 from minga.core.models import User
 from minga.intel import queries, services, stix
 from minga.intel.forms import ObjectFilterForm, UploadForm
-from minga.intel.models import ImportJob
+from minga.intel.models import ImportJob, StixObject
 
 OBJECTS_PER_PAGE = 50
 
@@ -41,22 +41,26 @@ def _stix_id(text: str) -> str:
     return text
 
 
+def _criteria(form: ObjectFilterForm) -> queries.Search:
+    if not form.is_valid():
+        return queries.Search()
+    data = form.cleaned_data
+    return queries.Search(
+        type=data["type"],
+        value=data["value"].strip(),
+        q=data["q"].strip(),
+        tlp=data["tlp"],
+        origin=data["origin"],
+        added_after=_day(data["since"]),
+        added_before=_day(data["until"]),
+        include_revoked=data["include_revoked"],
+    )
+
+
 @login_required
 def object_list(request: HttpRequest) -> HttpResponse:
     form = ObjectFilterForm(request.GET)
-    criteria = queries.Search()
-    if form.is_valid():
-        data = form.cleaned_data
-        criteria = queries.Search(
-            type=data["type"],
-            value=data["value"].strip(),
-            q=data["q"].strip(),
-            tlp=data["tlp"],
-            origin=data["origin"],
-            added_after=_day(data["since"]),
-            added_before=_day(data["until"]),
-            include_revoked=data["include_revoked"],
-        )
+    criteria = _criteria(form)
     page = Paginator(queries.search(request.user, criteria), OBJECTS_PER_PAGE).get_page(
         request.GET.get("page")
     )
@@ -87,11 +91,22 @@ def object_detail(request: HttpRequest, stix_id: str) -> HttpResponse:
 @login_required
 def object_bundle(request: HttpRequest, stix_id: str) -> HttpResponse:
     obj = queries.get_latest_or_404(request.user, _stix_id(stix_id))
-    response = HttpResponse(
-        orjson.dumps(queries.bundle_of([obj]), option=orjson.OPT_INDENT_2),
-        content_type="application/stix+json;version=2.1",
-    )
+    document = services.export_bundle(request.user, StixObject.objects.filter(pk=obj.pk), scope=obj.stix_id)
+    response = HttpResponse(document, content_type="application/stix+json;version=2.1")
     response["Content-Disposition"] = f'attachment; filename="{obj.type}.json"'
+    return response
+
+
+@login_required
+def export(request: HttpRequest) -> HttpResponse:
+    """The objects the list's filters find (at most 10,000) as one STIX 2.1 bundle, audited."""
+    form = ObjectFilterForm(request.GET)
+    scope = urlencode({k: v for k, v in form.cleaned_data.items() if v}) if form.is_valid() else ""
+    document = services.export_bundle(
+        request.user, queries.search(request.user, _criteria(form)), scope=scope
+    )
+    response = HttpResponse(document, content_type="application/stix+json;version=2.1")
+    response["Content-Disposition"] = 'attachment; filename="minga-stix-bundle.json"'
     return response
 
 

@@ -91,6 +91,8 @@ def test_objects_outside_the_policy_are_invisible_everywhere(story: Story, beare
             f"/api/v1/intel/objects/{stix_id}/bundle",
             f"/api/v1/intel/objects/{stix_id}/correlations",
             f"/api/v1/intel/objects/{stix_id}/sightings",
+            "/api/v1/intel/export?value=198.51.100.7",
+            "/intel/export.json?value=198.51.100.7",
         ]
         assert_invisible_to(story.outsider, row, urls=urls)
         assert_invisible_to(story.outsider, row, urls=urls, headers=bearer(story.outsider))
@@ -248,3 +250,19 @@ def test_command_line_import(story: Story, tmp_path) -> None:
     path.write_text(json.dumps(bundle(indicator("192.0.2.99"))))
     call_command("intel", "import", str(path), "--organisation", "csirt-cl", "--tlp", "green")
     assert StixObject.objects.get(label__contains="192.0.2.99").tlp == TLP.GREEN
+
+
+def test_exports_are_valid_stix_audited_and_hold_only_what_the_reader_may_see(story: Story) -> None:
+    client = _client(story.outsider)
+    before = AuditEntry.objects.filter(action="intel.exported").count()
+    response = client.get("/api/v1/intel/export", {"value": "198.51.100.7"})
+    assert response.status_code == 200 and response["Content-Type"].startswith("application/stix+json")
+    document = json.loads(response.content)
+    ids = {o["id"] for o in document["objects"]}
+    assert story.hidden["id"] in ids and story.amber["id"] not in ids
+    assert stix.TLP2_MARKING_IDS[TLP.AMBER] in ids  # the marking definition travels with the objects
+    results = validate_string(response.content.decode(), ValidationOptions())
+    assert results.is_valid, [str(e) for r in results.object_results for e in r.errors]
+    entry = AuditEntry.objects.filter(action="intel.exported").order_by("-seq").first()
+    assert AuditEntry.objects.filter(action="intel.exported").count() == before + 1
+    assert entry is not None and entry.details["objects"] == 1 and entry.actor == story.outsider
