@@ -94,8 +94,10 @@ def search(user: Reader, criteria: Search) -> QuerySet[StixObject]:
 
 def get_latest_or_404(user: Reader, stix_id: str) -> StixObject:
     """The latest version of ``stix_id`` if the reader may see it (audited from TLP:AMBER up)."""
+    # Two imports racing with versions of one object may each flag theirs latest: the newest wins.
+    newest = StixObject.objects.filter(stix_id=stix_id, is_latest=True).order_by("-modified").values("pk")[:1]
     return access.get_readable_or_404(
-        StixObject.objects.select_related("origin_organisation"), user, stix_id=stix_id, is_latest=True
+        StixObject.objects.select_related("origin_organisation"), user, pk__in=newest
     )
 
 

@@ -255,11 +255,13 @@ def _write_chunk(
     versions = bulk.select_in(
         StixObject, ("stix_id", "modified", "is_latest", "revoked", "id"), "stix_id", ids
     )
+    flagged: list[tuple[str, datetime, int]] = []  # stored rows flagged latest: one per id, bar races
     for stix_id, modified, is_latest, revoked, pk in versions:
         existing.add((stix_id, modified))
         if is_latest:
-            latest[stix_id] = (modified, revoked, pk)
-    stored_latest = dict(latest)
+            flagged.append((stix_id, modified, pk))
+            if stix_id not in latest or modified > latest[stix_id][0]:
+                latest[stix_id] = (modified, revoked, pk)
 
     fresh: list[_Candidate] = []
     for candidate in candidates:
@@ -311,9 +313,7 @@ def _write_chunk(
             )
         )
     # Stored versions that a fresh one supersedes stop being the latest.
-    superseded = [
-        pk for stix_id, (modified, _r, pk) in stored_latest.items() if latest[stix_id][0] != modified
-    ]
+    superseded = [pk for stix_id, modified, pk in flagged if latest[stix_id][0] != modified]
     with transaction.atomic():
         for batch in _batched(superseded):
             StixObject.objects.filter(pk__in=batch).update(is_latest=False)

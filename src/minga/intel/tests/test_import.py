@@ -280,3 +280,21 @@ def test_command_line_says_what_is_wrong(team: Organisation, tmp_path) -> None:
     path.write_bytes(stream(indicator(), {"type": "indicator"}).getvalue())
     call_command("intel", "import", str(path), "--organisation", team.short_name, "--tlp", "green")
     assert StixObject.objects.get().tlp == TLP.GREEN
+
+
+def test_two_versions_flagged_latest_by_racing_imports_are_read_and_repaired(
+    analyst: User, team: Organisation
+) -> None:
+    from minga.intel import queries
+
+    v1 = indicator()
+    v2 = {**v1, "modified": "2026-02-01T00:00:00Z", "name": "second"}
+    services.import_bundle(analyst, team, stream(v1, v2), TLP.GREEN)
+    # What two concurrent imports, each seeing no other version, would leave behind:
+    StixObject.objects.filter(stix_id=v1["id"]).update(is_latest=True)
+    assert queries.get_latest_or_404(analyst, v1["id"]).label == "second"
+    v3 = {**v1, "modified": "2026-03-01T00:00:00Z", "name": "third"}
+    services.import_bundle(analyst, team, stream(v3), TLP.GREEN)
+    assert list(
+        StixObject.objects.filter(stix_id=v1["id"], is_latest=True).values_list("label", flat=True)
+    ) == ["third"]
