@@ -551,6 +551,7 @@ def run_import_job(job_id: int) -> ImportJob | None:
         if result is not None:
             changes |= _counts(result)
         ImportJob.objects.filter(pk=job.pk).update(**changes)
+        job.refresh_from_db()
         path.unlink(missing_ok=True)
 
     if not path.is_file():

@@ -232,7 +232,9 @@ def test_upload_page_queues_a_job_and_shows_its_progress(story: Story) -> None:
     assert response.status_code == 302 and response["Location"] == f"/intel/imports/{job.uuid}/"
     assert job.status == ImportStatus.QUEUED
     assert "Queued" in client.get(response["Location"]).content.decode()
-    services.run_import_job(job.pk)  # what the worker runs
+    from minga.intel.tasks import run_import
+
+    assert run_import.call(job.pk) == f"import {job.pk}: done"  # what the worker runs
     job.refresh_from_db()
     assert (job.status, job.accepted, job.rejected, job.percent) == (ImportStatus.DONE, 1, 1, 100)
     page = client.get(f"/intel/imports/{job.uuid}/").content.decode()
