@@ -22,8 +22,8 @@ from minga.directory import services
 from minga.directory.choices import OrganisationKind
 from minga.directory.models import MemberState, OrganisationProfile, Sector
 
-BENCHMARK_BLOCK = ipaddress.ip_network("198.18.0.0/15")
-DOCUMENTATION_V6 = ipaddress.ip_network("2001:db8::/32")
+BENCHMARK_BLOCK = ipaddress.IPv4Network("198.18.0.0/15")
+DOCUMENTATION_V6 = ipaddress.IPv6Network("2001:db8::/32")
 FIRST_PRIVATE_ASN = 4200000000
 
 # The organisations of the core demo (with users), by kind, state and sectors.
@@ -142,9 +142,9 @@ def load() -> None:
             confirmed=n % 2 == 0,
         )
     for short_name, role, name, languages, phone, confirmed in CONTACTS:
-        organisation = Organisation.objects.filter(short_name=short_name).first()
-        if organisation is not None:
-            _contact(organisation, role, name, languages, phone, confirmed=confirmed)
+        owner = Organisation.objects.filter(short_name=short_name).first()
+        if owner is not None:
+            _contact(owner, role, name, languages, phone, confirmed=confirmed)
 
 
 def _state_entries(index: int, code: str) -> list[str]:
@@ -169,14 +169,12 @@ def _load_profiles() -> None:
 
 def _national_csirts(states: list[MemberState]) -> dict[str, Organisation]:
     """The national CSIRT of each state: the core demo's where it has one, else a new one."""
-    found = {
-        p.state.code: p.organisation
-        for p in OrganisationProfile.objects.filter(
-            kind=OrganisationKind.NATIONAL_CSIRT,
-            organisation__short_name__startswith="demo-",
-            state__isnull=False,
-        ).select_related("organisation", "state")
-    }
+    profiles = OrganisationProfile.objects.filter(
+        kind=OrganisationKind.NATIONAL_CSIRT,
+        organisation__short_name__startswith="demo-",
+        state__isnull=False,
+    ).select_related("organisation", "state")
+    found = {p.state.code: p.organisation for p in profiles if p.state is not None}
     for state in states:
         if state.code not in found:
             organisation = _organisation(f"demo-csirt-{state.code.lower()}", f"CSIRT {state.name} (demo)")

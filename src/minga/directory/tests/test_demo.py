@@ -9,8 +9,8 @@ import pytest
 
 from minga.core import demo as core_demo
 from minga.core.models import AuditEntry, User
-from minga.directory import queries, services
 from minga.directory import demo as directory_demo
+from minga.directory import queries, services
 from minga.directory.choices import OrganisationKind
 from minga.directory.constituency import DEMO_NETWORKS
 from minga.directory.models import ConstituencyNetwork, MemberState, OrganisationProfile
