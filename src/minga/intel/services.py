@@ -50,9 +50,18 @@ class Rejection:
     index: int  # position in the bundle's objects, from 0
     stix_id: str
     reason: str
+    version: str = ""  # the object's modified (or created) as given, when tracked
 
     def as_dict(self) -> dict[str, Any]:
         return {"index": self.index, "id": self.stix_id, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class StoredVersion:
+    index: int  # position in the bundle's objects, from 0
+    stix_id: str
+    modified: datetime  # as stored: EPOCH for objects without versions
+    fresh: bool  # False: the version was already stored (a replay)
 
 
 @dataclass
@@ -62,16 +71,29 @@ class ImportResult:
     rejected: int = 0
     rejections: list[Rejection] = field(default_factory=list)
     error: str = ""  # the bundle itself was unreadable from some point on
+    # Every object's fate, kept only when the caller asks (``import_bundle(track=True)``): what a
+    # TAXII status resource lists. None otherwise, so a 500 MB bundle keeps no per-object list.
+    stored: list[StoredVersion] | None = None
+    failed: list[Rejection] | None = None
+
+    def tracked(self) -> ImportResult:
+        """An empty result that tracks objects if this one does."""
+        if self.stored is None:
+            return ImportResult()
+        return ImportResult(stored=[], failed=[])
 
     @property
     def seen(self) -> int:
         return self.accepted + self.duplicates + self.rejected
 
-    def reject(self, index: int, stix_id: Any, reason: str) -> None:
+    def reject(self, index: int, stix_id: Any, reason: str, version: Any = None) -> None:
         self.rejected += 1
+        name = stix_id if isinstance(stix_id, str) else ""
         if len(self.rejections) < MAX_REJECTIONS_KEPT:
-            name = stix_id if isinstance(stix_id, str) else ""
             self.rejections.append(Rejection(index, name[:300], reason))
+        if self.failed is not None:
+            stamp = version if isinstance(version, str) else ""
+            self.failed.append(Rejection(index, name[:300], reason, stamp[:40]))
 
     def merge(self, other: ImportResult) -> None:
         self.accepted += other.accepted
@@ -79,6 +101,10 @@ class ImportResult:
         self.rejected += other.rejected
         room = MAX_REJECTIONS_KEPT - len(self.rejections)
         self.rejections.extend(other.rejections[: max(room, 0)])
+        if self.stored is not None and other.stored is not None:
+            self.stored.extend(other.stored)
+        if self.failed is not None and other.failed is not None:
+            self.failed.extend(other.failed)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -188,18 +214,24 @@ def _label(obj: dict[str, Any]) -> str:
     return ""
 
 
+def _version_of(obj: Any) -> Any:
+    return (obj.get("modified") or obj.get("created")) if isinstance(obj, dict) else None
+
+
 def _prepare(index: int, obj: Any, default_tlp: str, result: ImportResult) -> _Candidate | None:
     try:
         stix.validate(obj)
         raw = orjson.dumps(obj).decode()
     except stix.Invalid as exc:
-        result.reject(index, obj.get("id") if isinstance(obj, dict) else None, str(exc))
+        result.reject(index, obj.get("id") if isinstance(obj, dict) else None, str(exc), _version_of(obj))
         return None
     except orjson.JSONEncodeError:
-        result.reject(index, obj.get("id"), _("A number is too large to store (more than 64 bits)."))
+        result.reject(
+            index, obj.get("id"), _("A number is too large to store (more than 64 bits)."), _version_of(obj)
+        )
         return None
     if "\\u0000" in raw:
-        result.reject(index, obj.get("id"), _("Text may not contain NUL characters."))
+        result.reject(index, obj.get("id"), _("Text may not contain NUL characters."), _version_of(obj))
         return None
     stamp = obj.get("modified") or obj.get("created")
     modified = stix.parse_timestamp(stamp, "modified") if stamp else EPOCH
@@ -231,7 +263,7 @@ def _store_chunk(
     import may store some of the same versions between the look-up and the write: the chunk is
     then looked at again, and those versions count as already stored."""
     for attempt in (1, 2):
-        outcome = ImportResult()
+        outcome = result.tracked()
         try:
             _write_chunk(candidates, organisation, recipients, recipient_users, outcome)
         except IntegrityError:
@@ -268,6 +300,8 @@ def _write_chunk(
         key = (candidate.stix_id, candidate.modified)
         if key in existing:
             result.duplicates += 1
+            if result.stored is not None:
+                result.stored.append(StoredVersion(candidate.index, *key, fresh=False))
             continue
         current = latest.get(candidate.stix_id)
         if current is not None and current[1] and candidate.modified > current[0]:
@@ -275,6 +309,7 @@ def _write_chunk(
                 candidate.index,
                 candidate.stix_id,
                 _("The object was revoked: STIX allows no newer version of a revoked object."),
+                _version_of(candidate.obj),
             )
             continue
         existing.add(key)
@@ -322,6 +357,8 @@ def _write_chunk(
         _link_recipients(stored, recipients, recipient_users)
         _index_observables(stored)
     result.accepted += len(rows)
+    if result.stored is not None:
+        result.stored.extend(StoredVersion(c.index, c.stix_id, c.modified, fresh=True) for c in fresh)
 
 
 # The columns the import writes, in the order of the rows it builds.
@@ -394,6 +431,7 @@ def import_bundle(
     *,
     progress: Callable[[ImportResult], None] | None = None,
     source: str = "",
+    track: bool = False,
 ) -> ImportResult:
     """Import a STIX 2.1 bundle read from ``stream``, in the name of ``organisation``.
 
@@ -402,14 +440,15 @@ def import_bundle(
     organisation's analysts, liaisons and admins, or by the operator (``actor`` None). Raises
     ``ValidationError`` when the stream is not a STIX 2.1 bundle at all; otherwise returns the
     counts and the reasons of rejected objects, which one ``intel.bundle_imported`` audit entry
-    also records."""
+    also records. With ``track``, the result also lists every object's fate (``stored`` and
+    ``failed``), in bundle order within each list."""
     recipients = list(dict.fromkeys(recipients))
     _check_import(actor, organisation, tlp, recipients)
     _check_envelope(stream)
     # The importer is named on TLP:RED objects (theirs or marked so in the bundle): RED names
     # people, and its author is one of them.
     recipient_users = [actor] if isinstance(actor, User) else []
-    result = ImportResult()
+    result = ImportResult(stored=[], failed=[]) if track else ImportResult()
     chunk: list[_Candidate] = []
     index = -1
     try:
