@@ -29,8 +29,9 @@ from django.utils.translation import gettext as _
 from minga.core import audit
 from minga.core.choices import TLP, Role
 from minga.core.models import Membership, Organisation, User
-from minga.intel import bulk, observables, stix
+from minga.intel import bulk, observables, stix, stix20
 from minga.intel.choices import ImportStatus
+from minga.intel.convert import Rejected, Unreadable
 from minga.intel.models import UNVERSIONED, ImportJob, ObjectObservable, Observable, StixObject
 
 if TYPE_CHECKING:
@@ -155,7 +156,7 @@ def _check_import(
 
 
 def _check_envelope(stream: IO[bytes]) -> None:
-    """Refuse what is not a STIX 2.1 bundle before reading its objects. Only the keys before
+    """Refuse what is not a STIX bundle before reading its objects. Only the keys before
     ``objects`` are read (producers put type and spec_version first); a stream that cannot be
     rewound is checked object by object only."""
     if not stream.seekable():
@@ -184,12 +185,14 @@ def _check_envelope(stream: IO[bytes]) -> None:
             _("This is not a STIX bundle: its type is %(type)s, not bundle.")
             % {"type": envelope["type"][:60]}
         )
-    if envelope.get("spec_version") == "2.0":
+    # A STIX 2.0 bundle (spec_version on the bundle) is read like any other: its objects, which
+    # carry no spec_version, are upgraded one by one (minga.intel.stix20). Some 2.1 producers
+    # put "2.1" on the bundle, which 2.1 no longer defines but which harms nothing.
+    version = envelope.get("spec_version", "2.1")
+    if version not in ("2.0", "2.1"):
         raise ValidationError(
-            _(
-                "This is a STIX 2.0 bundle. Minga stores STIX 2.1: convert it (for example with the "
-                "OASIS stix2-elevator) and import it again."
-            )
+            _("The bundle's spec_version is %(value)s: Minga reads STIX 2.0 and 2.1 bundles.")
+            % {"value": str(version)[:20]}
         )
 
 
@@ -438,13 +441,55 @@ def import_bundle(
     ``tlp`` and ``recipients`` apply to every object that carries no TLP marking of its own;
     the recipients (organisations) are named on every object of the import. Callable by the
     organisation's analysts, liaisons and admins, or by the operator (``actor`` None). Raises
-    ``ValidationError`` when the stream is not a STIX 2.1 bundle at all; otherwise returns the
+    ``ValidationError`` when the stream is not a STIX bundle at all; otherwise returns the
     counts and the reasons of rejected objects, which one ``intel.bundle_imported`` audit entry
-    also records. With ``track``, the result also lists every object's fate (``stored`` and
-    ``failed``), in bundle order within each list."""
+    also records. STIX 2.0 objects are upgraded or rejected (``minga.intel.stix20``). With
+    ``track``, the result also lists every object's fate (``stored`` and ``failed``), in bundle
+    order within each list."""
     recipients = list(dict.fromkeys(recipients))
     _check_import(actor, organisation, tlp, recipients)
     _check_envelope(stream)
+    items = stix20.upgrading(enumerate(ijson.items(stream, "objects.item", use_float=True)))
+    return _import(
+        actor, organisation, items, tlp, recipients, fmt="stix", progress=progress, source=source, track=track
+    )
+
+
+IMPORT_ACTIONS = {"stix": "intel.bundle_imported", "misp": "intel.misp_imported", "csv": "intel.csv_imported"}
+
+
+def import_objects(
+    actor: User | AnonymousUser | None,
+    organisation: Organisation,
+    items: Iterable[tuple[int, Any]],
+    tlp: str,
+    recipients: Sequence[Organisation] = (),
+    *,
+    fmt: str,
+    progress: Callable[[ImportResult], None] | None = None,
+    source: str = "",
+) -> ImportResult:
+    """Import the STIX 2.1 objects a format reader (MISP, CSV) yields as ``(index, object)``
+    pairs, or ``convert.Rejected`` entries for records it could not convert; stored exactly as
+    a bundle's objects are (same checks, chunks, observables, recipients). Same permissions as
+    ``import_bundle``; audited as ``intel.<fmt>_imported`` with the counts."""
+    recipients = list(dict.fromkeys(recipients))
+    _check_import(actor, organisation, tlp, recipients)
+    return _import(actor, organisation, items, tlp, recipients, fmt=fmt, progress=progress, source=source)
+
+
+def _import(
+    actor: User | AnonymousUser | None,
+    organisation: Organisation,
+    items: Iterable[tuple[int, Any]],
+    tlp: str,
+    recipients: list[Organisation],
+    *,
+    fmt: str,
+    progress: Callable[[ImportResult], None] | None,
+    source: str,
+    track: bool = False,
+) -> ImportResult:
     # The importer is named on TLP:RED objects (theirs or marked so in the bundle): RED names
     # people, and its author is one of them.
     recipient_users = [actor] if isinstance(actor, User) else []
@@ -452,7 +497,10 @@ def import_bundle(
     chunk: list[_Candidate] = []
     index = -1
     try:
-        for index, obj in enumerate(ijson.items(stream, "objects.item", use_float=True)):
+        for index, obj in items:
+            if type(obj) is Rejected:
+                result.reject(index, obj.stix_id, obj.reason)
+                continue
             candidate = _prepare(index, obj, tlp, result)
             if candidate is not None:
                 chunk.append(candidate)
@@ -461,6 +509,8 @@ def import_bundle(
                 chunk = []
                 if progress is not None:
                     progress(result)
+    except Unreadable as exc:
+        result.error = str(exc)
     except (ijson.JSONError, ijson.IncompleteJSONError, UnicodeDecodeError, ValueError) as exc:
         result.error = _("The bundle is not valid JSON after object %(index)d: %(error)s") % {
             "index": index + 1,
@@ -469,8 +519,11 @@ def import_bundle(
     if chunk:
         _store_chunk(chunk, organisation, recipients, recipient_users, result)
     if result.seen == 0 and not result.error:
-        result.error = _("The bundle has no objects.")
+        result.error = (
+            _("The bundle has no objects.") if fmt == "stix" else _("The file holds nothing to import.")
+        )
     details = {
+        "format": fmt,
         "accepted": result.accepted,
         "duplicates": result.duplicates,
         "rejected": result.rejected,
@@ -481,7 +534,7 @@ def import_bundle(
         details["error"] = result.error
     if source:
         details["source"] = source[:200]
-    audit.record("intel.bundle_imported", actor=actor, organisation=organisation, details=details)
+    audit.record(IMPORT_ACTIONS[fmt], actor=actor, organisation=organisation, details=details)
     if progress is not None:
         progress(result)
     return result

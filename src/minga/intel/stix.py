@@ -204,7 +204,8 @@ def is_sco(type_name: str) -> bool:
 def validate(obj: Any) -> dict[str, Any]:
     """Check one object; return it, or raise ``Invalid`` with the first problem found.
 
-    STIX 2.0 objects (no ``spec_version`` on an SDO or SRO) are refused with the way out."""
+    STIX 2.0 objects (no ``spec_version`` on an SDO or SRO) are refused: imports upgrade them
+    first (``minga.intel.stix20``)."""
     if not isinstance(obj, dict):
         raise Invalid(_("An entry of 'objects' is not a JSON object."))
     type_name = obj.get("type")
@@ -216,12 +217,8 @@ def validate(obj: Any) -> dict[str, Any]:
     sco = is_sco(type_name)
     spec_version = obj.get("spec_version")
     if spec_version is None and not sco:
-        raise Invalid(
-            _(
-                "No spec_version: this is a STIX 2.0 object. Minga stores STIX 2.1; convert the "
-                "bundle (for example with the OASIS stix2-elevator) and import it again."
-            )
-        )
+        # Imports upgrade 2.0 objects first (minga.intel.stix20); one that reaches here was not.
+        raise Invalid(_("No spec_version: this is a STIX 2.0 object, and Minga stores STIX 2.1."))
     if spec_version is not None and spec_version != "2.1":
         raise Invalid(
             _("spec_version is %(value)s; Minga stores STIX 2.1 only.") % {"value": _clip(spec_version)}

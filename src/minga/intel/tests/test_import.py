@@ -34,18 +34,18 @@ def test_valid_objects_are_stored_and_bad_ones_rejected_with_reasons(
     no_id = {**indicator(), "id": "indicator--not-a-uuid"}
     bad_time = {**indicator(), "created": "yesterday"}
     bad_pattern = {**indicator(), "pattern": "[ipv4-addr:value = '1.2.3.4'"}
-    old = {k: v for k, v in indicator().items() if k != "spec_version"}
+    future = {**indicator(), "spec_version": "2.2"}
     missing = {k: v for k, v in indicator().items() if k != "valid_from"}
     bad_ref = {**sighting(good["id"]), "sighting_of_ref": "nope"}
     result = services.import_bundle(
-        analyst, team, stream(good, no_id, bad_time, bad_pattern, old, missing, bad_ref, "text"), TLP.GREEN
+        analyst, team, stream(good, no_id, bad_time, bad_pattern, future, missing, bad_ref, "text"), TLP.GREEN
     )
     assert (result.accepted, result.rejected) == (1, 7)
     reasons = {r.index: r.reason for r in result.rejections}
     assert "type--UUID" in reasons[1]
     assert "created is not a STIX timestamp" in reasons[2]
     assert "not a valid STIX pattern" in reasons[3]
-    assert "STIX 2.0" in reasons[4]
+    assert "spec_version is 2.2" in reasons[4]
     assert "valid_from" in reasons[5]
     assert "sighting_of_ref" in reasons[6]
     assert "not a JSON object" in reasons[7]
@@ -104,9 +104,7 @@ def test_tlp_markings_of_the_object_win_over_the_import_default(
         assert list(obj.recipient_organisations.all()) == [partner]
 
 
-def test_stix_2_0_bundles_are_refused_with_the_way_out(analyst: User, team: Organisation) -> None:
-    with pytest.raises(ValidationError, match=r"STIX 2\.0 bundle"):
-        services.import_bundle(analyst, team, stream(indicator(), spec_version="2.0"), TLP.GREEN)
+def test_what_is_not_a_bundle_is_refused_with_the_reason(analyst: User, team: Organisation) -> None:
     with pytest.raises(ValidationError, match="not a STIX bundle"):
         services.import_bundle(analyst, team, io.BytesIO(b'{"type": "indicator"}'), TLP.GREEN)
     with pytest.raises(ValidationError, match="not valid JSON"):
@@ -270,8 +268,8 @@ def test_command_line_says_what_is_wrong(team: Organisation, tmp_path) -> None:
     from django.core.management import CommandError, call_command
 
     path = tmp_path / "old.json"
-    path.write_bytes(stream(indicator(), spec_version="2.0").getvalue())
-    with pytest.raises(CommandError, match=r"STIX 2\.0 bundle"):
+    path.write_bytes(stream(indicator(), spec_version="1.2").getvalue())
+    with pytest.raises(CommandError, match=r"Minga reads STIX 2\.0 and 2\.1 bundles"):
         call_command("intel", "import", str(path), "--organisation", team.short_name)
     with pytest.raises(CommandError, match="No organisation is called 'nobody'"):
         call_command("intel", "import", str(path), "--organisation", "nobody")

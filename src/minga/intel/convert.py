@@ -1,0 +1,62 @@
+"""What the format readers (STIX 2.0, MISP, CSV) share: how they report a record they cannot
+turn into STIX 2.1, how they say the input became unreadable, and the pieces of STIX they build
+(deterministic ids, pattern literals).
+
+A reader yields ``(index, item)`` pairs to ``services.import_objects``: ``item`` is a STIX 2.1
+object (a dict, checked by the same fast path as a bundle's objects), or a ``Rejected`` with the
+reason a person can act on. The index is what the import reports names: the position in a
+bundle, the attribute's position in a MISP file, the line of a CSV file.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+# Ids that Minga derives from the input, so that importing the same file again is a replay:
+# UUIDv5 in a namespace of Minga's own (SCOs use the STIX 2.1 namespace, through stix2).
+MINGA_NAMESPACE = uuid.UUID("5d1f3c5e-8a57-4c4e-9a52-7f8f5c8f2a11")
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A record of the input that does not become a STIX object, and why."""
+
+    reason: str
+    stix_id: str = ""
+
+
+class Unreadable(ValueError):
+    """The input cannot be read from some point on (bad JSON, a CSV that is not text): what came
+    before is kept, the import reports this as its error."""
+
+
+def derived_id(type_name: str, *parts: str) -> str:
+    """A STIX id for ``type_name`` that depends only on ``parts``."""
+    return f"{type_name}--{uuid.uuid5(MINGA_NAMESPACE, '|'.join(parts))}"
+
+
+def pattern_literal(value: str) -> str:
+    """``value`` as a quoted STIX pattern string: backslash and quote escaped."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def timestamp(moment: datetime) -> str:
+    """A STIX timestamp (UTC, milliseconds) of an aware or naive-UTC datetime."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def sco(type_name: str, **properties: Any) -> dict[str, Any]:
+    """A STIX 2.1 cyber-observable with its deterministic id (UUIDv5 of its id-contributing
+    properties, computed by the OASIS library), so the same observable has one id everywhere."""
+    import orjson
+    import stix2
+
+    obj = stix2.parse({"type": type_name, "spec_version": "2.1", **properties}, version="2.1")
+    data: dict[str, Any] = orjson.loads(obj.serialize())
+    return data
