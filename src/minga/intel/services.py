@@ -540,6 +540,54 @@ def _import(
     return result
 
 
+# --- deletion ------------------------------------------------------------------------------------
+
+
+def delete_versions(
+    actor: User | AnonymousUser | None, organisation: Organisation, versions: QuerySet[StixObject]
+) -> int:
+    """Delete ``versions`` (already narrowed to what ``actor`` may read), all of which must have
+    come from ``organisation``, in whose name ``actor`` must be allowed to import. The newest
+    remaining version of each object becomes its latest. Audited (``intel.deleted``) with the
+    ids and versions removed. Returns how many versions were deleted."""
+    if not may_import(actor, organisation):
+        raise PermissionDenied(
+            _("Only analysts and admins of %(organisation)s may delete its objects.")
+            % {"organisation": organisation.name}
+        )
+    with transaction.atomic():
+        rows = list(
+            versions.select_related(None).values_list("pk", "stix_id", "modified", "origin_organisation")
+        )
+        if any(origin != organisation.pk for _pk, _id, _modified, origin in rows):
+            raise PermissionDenied(_("Only the objects an organisation shared may be deleted in its name."))
+        if not rows:
+            return 0
+        for batch in _batched([pk for pk, _id, _modified, _origin in rows]):
+            StixObject.objects.filter(pk__in=batch).delete()
+        touched = sorted({stix_id for _pk, stix_id, _modified, _origin in rows})
+        for batch in _batched(touched):
+            remaining = StixObject.objects.filter(stix_id__in=batch)
+            newest: dict[str, int] = {}
+            for pk, stix_id in remaining.order_by("modified", "pk").values_list("pk", "stix_id"):
+                newest[stix_id] = pk
+            remaining.exclude(pk__in=newest.values()).filter(is_latest=True).update(is_latest=False)
+            remaining.filter(pk__in=newest.values(), is_latest=False).update(is_latest=True)
+        audit.record(
+            "intel.deleted",
+            actor=actor,
+            organisation=organisation,
+            details={
+                "versions": len(rows),
+                "objects": [
+                    {"id": stix_id, "modified": modified.isoformat()}
+                    for _pk, stix_id, modified, _origin in rows[:MAX_REJECTIONS_KEPT]
+                ],
+            },
+        )
+    return len(rows)
+
+
 # --- export --------------------------------------------------------------------------------------
 
 MAX_EXPORT = 10_000  # objects per export; narrow the search for more
