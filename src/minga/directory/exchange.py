@@ -29,11 +29,11 @@ from minga.core import access, audit
 from minga.core import services as core_services
 from minga.core.demo import is_demo_organisation
 from minga.core.models import Organisation, User
+from minga.core.spreadsheet import neutralise, unneutralise
 from minga.directory import constituency, contacts, queries, services
 from minga.directory.choices import OrganisationKind
 from minga.directory.models import MemberState, OrganisationProfile, PointOfContact, Sector
 
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 LIST_SEPARATOR = ";"  # inside one CSV cell; JSON uses arrays
 
 ORGANISATIONS, CONTACTS, CONSTITUENCY = "organisations", "contacts", "constituency"
@@ -76,14 +76,6 @@ REQUIRED = {
 LIST_COLUMNS = {"sectors", "phone_numbers", "languages"}
 SHORT_NAME = re.compile(r"^[a-z0-9][-a-z0-9]{1,39}$")
 TRUE, FALSE = {"true", "yes", "1"}, {"false", "no", "0"}
-
-
-def neutralise(cell: str) -> str:
-    return "'" + cell if cell.startswith(FORMULA_STARTS) else cell
-
-
-def unneutralise(cell: str) -> str:
-    return cell[1:] if cell.startswith("'") and cell[1:].startswith(FORMULA_STARTS) else cell
 
 
 # --- export ----------------------------------------------------------------------------------
