@@ -588,6 +588,45 @@ def delete_versions(
     return len(rows)
 
 
+FORMATS = ("stix", "misp", "csv")
+
+
+def import_file(
+    actor: User | AnonymousUser | None,
+    organisation: Organisation,
+    stream: IO[bytes],
+    tlp: str,
+    recipients: Sequence[Organisation] = (),
+    *,
+    fmt: str = "stix",
+    mapping: dict[str, Any] | None = None,
+    progress: Callable[[ImportResult], None] | None = None,
+    source: str = "",
+    now: datetime | None = None,
+) -> ImportResult:
+    """Import a file in one of ``FORMATS``: a STIX bundle (``import_bundle``), MISP JSON events
+    (``minga.intel.misp``) or CSV indicators read with ``mapping`` (``minga.intel.csvio``;
+    ``now`` is valid_from where the file gives none). Same permissions and audit as
+    ``import_bundle``; raises ``ValidationError`` when the file is not of its format at all."""
+    if fmt == "stix":
+        return import_bundle(actor, organisation, stream, tlp, recipients, progress=progress, source=source)
+    if fmt not in FORMATS:
+        raise ValidationError({"format": _("Unknown format %(value)s.") % {"value": str(fmt)[:20]}})
+    recipients = list(dict.fromkeys(recipients))
+    _check_import(actor, organisation, tlp, recipients)
+    items: Iterable[tuple[int, Any]]
+    if fmt == "misp":
+        from minga.intel import misp
+
+        items = misp.read(stream, tlp, misp.check_shape(stream))
+    else:
+        from minga.intel import csvio
+
+        reader = csvio.Mapping.from_dict(mapping or {})
+        items = csvio.Reader(stream, reader, organisation, now or timezone.now())
+    return _import(actor, organisation, items, tlp, recipients, fmt=fmt, progress=progress, source=source)
+
+
 # --- export --------------------------------------------------------------------------------------
 
 MAX_EXPORT = 10_000  # objects per export; narrow the search for more
@@ -608,6 +647,31 @@ def export_bundle(actor: User | AnonymousUser | None, objects: QuerySet[StixObje
         details={"scope": scope[:200], "objects": len(rows), "tlp": tlps, "format": "stix-2.1"},
     )
     return document
+
+
+def export_objects(
+    actor: User | AnonymousUser | None, objects: QuerySet[StixObject], *, scope: str, fmt: str = "stix"
+) -> bytes:
+    """``objects`` (already narrowed to what ``actor`` may read, at most ``MAX_EXPORT``) in one
+    of ``FORMATS``: a STIX 2.1 bundle, one MISP event, or CSV of the indicators. Audited
+    (``intel.exported``, with the format), whatever the TLP."""
+    if fmt == "stix":
+        return export_bundle(actor, objects, scope=scope)
+    from minga.intel import csvio, misp
+
+    rows = list(objects.select_related("origin_organisation")[:MAX_EXPORT])
+    details: dict[str, Any] = {"scope": scope[:200], "objects": len(rows), "format": fmt}
+    if fmt == "misp":
+        event = misp.event_of(rows, info=_("Minga export: %(scope)s") % {"scope": scope[:200] or _("all")})
+        document, details["attributes"], details["skipped"] = event.document, event.attributes, event.skipped
+    elif fmt == "csv":
+        table = csvio.indicators_csv(rows)
+        document, details["indicators"], details["skipped"] = table.document, table.indicators, table.skipped
+    else:
+        raise ValidationError({"format": _("Unknown format %(value)s.") % {"value": str(fmt)[:20]}})
+    details["tlp"] = sorted({row.tlp for row in rows}, key=stix.TLP_ORDER.index)
+    audit.record("intel.exported", actor=actor, details=details)
+    return document.encode()
 
 
 # --- uploads imported in the background ----------------------------------------------------------
