@@ -79,6 +79,12 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("MINGA_LOGIN_COOLOFF_MINUTES", "15", "How long a lock-out lasts."),
     Setting("MINGA_MAX_REQUEST_BYTES", "10485760", "Largest request body accepted; larger ones get 413."),
+    Setting(
+        "MINGA_TAXII_MAX_CONTENT_LENGTH",
+        "104857600",
+        "Largest envelope the TAXII server accepts in one POST (its API root's max_content_length); "
+        "larger ones get 413. Applies under /taxii2/ instead of MINGA_MAX_REQUEST_BYTES.",
+    ),
     Setting("MINGA_TOKEN_DEFAULT_DAYS", "90", "Lifetime of a new API token when none is given."),
     Setting(
         "MINGA_TASK_MAX_ATTEMPTS", "5", "Attempts of a failing background task before it is kept as failed."

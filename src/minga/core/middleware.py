@@ -13,12 +13,15 @@ from django.utils.translation import gettext_lazy
 
 
 class RequestSizeLimitMiddleware:
-    """Refuse an oversized body before anything reads it: 413 with a clear message."""
+    """Refuse an oversized body before anything reads it: 413 with a clear message. The TAXII
+    server (``/taxii2/``) has a limit of its own, which it announces and enforces itself."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path.startswith("/taxii2/"):
+            return self.get_response(request)
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
@@ -59,7 +62,7 @@ class RejectNulMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if not request.path.startswith("/api/"):
+        if not request.path.startswith(("/api/", "/taxii2/")):
             form = request.POST if request.method == "POST" else QueryDict()
             for data in (request.GET, form):
                 if any("\x00" in value for _key, values in data.lists() for value in values):
