@@ -15,7 +15,7 @@ COMMANDS = {
     "audit": ("audit", "verify the audit log's hash chain"),
     "demo": ("load_demo", "load the demo network (fictional organisations and users)"),
     "directory": ("directory", "export or import constituencies (CSV, JSON)"),
-    "intel": ("intel", "import STIX 2.1 bundles into the intelligence store"),
+    "intel": ("intel", "import STIX bundles, MISP events or CSV indicators into the intelligence store"),
 }
 
 USAGE = (

@@ -44,7 +44,7 @@ def test_analyst_imports_a_bundle_and_sees_correlations_and_sightings(
 
     login(page, "analyst")
     page.get_by_role("link", name="Imports").click()
-    page.get_by_label("STIX 2.1 bundle").set_input_files(str(path))
+    page.get_by_label("File", exact=True).set_input_files(str(path))
     page.get_by_label("TLP").select_option("amber")
     page.get_by_label("Recipient organisations").select_option([str(p.pk) for p in partners])
     page.get_by_role("button", name="Import").click()

@@ -1,5 +1,5 @@
 """REST endpoints of the intel store: search, objects and their versions, correlations,
-sightings, and bundle import. Every read goes through the access policy."""
+sightings, imports (STIX bundles, MISP events, CSV) and exports. Every read goes through the access policy."""
 
 import io
 from datetime import datetime
@@ -170,14 +170,29 @@ def export_object(request: HttpRequest, stix_id: StixId) -> HttpResponse:
     return HttpResponse(document, content_type=STIX_MEDIA_TYPE)
 
 
+ExportFormat = Literal["stix", "misp", "csv"]
+EXPORT_MEDIA_TYPES = {"stix": STIX_MEDIA_TYPE, "misp": "application/json", "csv": "text/csv; charset=utf-8"}
+
+
+class ExportQuery(Schema):
+    format: ExportFormat = Field(
+        "stix", description="stix: a STIX 2.1 bundle; misp: one MISP event; csv: the indicators"
+    )
+
+
 @router.get("/export")
-def export_objects(request: HttpRequest, filters: Query[ObjectFilter]) -> HttpResponse:
-    """The objects the search finds (at most 10,000, newest first) as one STIX 2.1 bundle
-    (audited as an export)."""
+def export_objects(
+    request: HttpRequest, filters: Query[ObjectFilter], options: Query[ExportQuery]
+) -> HttpResponse:
+    """The objects the search finds (at most 10,000, newest first) as one STIX 2.1 bundle, one
+    MISP event (attributes tagged with their TLP) or CSV of the indicators (audited as an
+    export, with the format)."""
     criteria = queries.Search(**{k: v for k, v in filters.dict().items() if v is not None})
     scope = request.META.get("QUERY_STRING", "")
-    document = services.export_bundle(request.user, queries.search(request.user, criteria), scope=scope)
-    return HttpResponse(document, content_type=STIX_MEDIA_TYPE)
+    document = services.export_objects(
+        request.user, queries.search(request.user, criteria), scope=scope, fmt=options.format
+    )
+    return HttpResponse(document, content_type=EXPORT_MEDIA_TYPES[options.format])
 
 
 @router.get("/objects/{stix_id}/correlations", response=list[CorrelationOut])
@@ -236,6 +251,65 @@ def import_bundle(request: HttpRequest, payload: BundleIn, params: Query[ImportQ
         io.BytesIO(request.body),
         params.tlp,
         _recipients(user, params.recipient),
+        source="api",
+    )
+    return result.as_dict()
+
+
+class FileImportQuery(ImportQuery):
+    """How to read the request body: its format and, for CSV, the column mapping (header
+    names, or numbers from 1 with ``header=false``)."""
+
+    format: Literal["stix", "misp", "csv"] = Field(..., description="stix, misp or csv")
+    value: str | None = Field(None, max_length=100, description="CSV: the column of the values")
+    type: str | None = Field(None, max_length=100, description="CSV: the column of the types")
+    fixed_type: str | None = Field(None, max_length=40, description="CSV: one type for every row")
+    name: str | None = Field(None, max_length=100, description="CSV: the column of the names")
+    description: str | None = Field(None, max_length=100, description="CSV: the column of descriptions")
+    valid_from: str | None = Field(None, max_length=100, description="CSV: the column of valid_from")
+    valid_until: str | None = Field(None, max_length=100, description="CSV: the column of valid_until")
+    confidence: str | None = Field(None, max_length=100, description="CSV: the column of confidence")
+    labels: str | None = Field(None, max_length=100, description="CSV: the column of labels")
+    delimiter: str | None = Field(None, max_length=2, description="CSV: the delimiter (default ,)")
+    header: bool = Field(True, description="CSV: the first line names the columns")
+
+
+MAPPING_FIELDS = (
+    "value",
+    "type",
+    "fixed_type",
+    "name",
+    "description",
+    "valid_from",
+    "valid_until",
+    "confidence",
+    "labels",
+    "delimiter",
+    "header",
+)
+
+
+@router.post("/imports", response=ImportOut)
+def import_file(request: HttpRequest, params: Query[FileImportQuery]) -> dict[str, Any]:
+    """Import the request body as a STIX bundle (2.1, or 2.0 upgraded), MISP JSON events, or
+    CSV indicators read with the column mapping given in the query. Each bad object, attribute
+    or row is listed with its reason (for CSV the index is the line number); the rest is
+    stored. A body that is not of its format at all is refused with a 400."""
+    user = _user(request)
+    organisation = _organisation(user, params.organisation)
+    mapping = None
+    if params.format == "csv":
+        mapping = {
+            name: getattr(params, name) for name in MAPPING_FIELDS if getattr(params, name) is not None
+        }
+    result = services.import_file(
+        user,
+        organisation,
+        io.BytesIO(request.body),
+        params.tlp,
+        _recipients(user, params.recipient),
+        fmt=params.format,
+        mapping=mapping,
         source="api",
     )
     return result.as_dict()

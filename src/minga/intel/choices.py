@@ -11,6 +11,12 @@ class ImportStatus(models.TextChoices):
     FAILED = "failed", _("Failed")
 
 
+class ImportFormat(models.TextChoices):
+    STIX = "stix", _("STIX bundle (2.1, or 2.0 upgraded)")
+    MISP = "misp", _("MISP JSON event(s)")
+    CSV = "csv", _("CSV indicators")
+
+
 class ObservableKind(models.TextChoices):
     """Kinds of normalised observable values; hashes are one kind per algorithm."""
 

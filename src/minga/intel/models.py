@@ -12,7 +12,7 @@ from django.utils.translation import gettext_lazy as _
 
 from minga.core.choices import TLP
 from minga.core.models import Organisation, SharedObject, User
-from minga.intel.choices import ImportStatus, ObservableKind
+from minga.intel.choices import ImportFormat, ImportStatus, ObservableKind
 
 # The ``modified`` of objects that have no versions (SCOs without created or modified).
 UNVERSIONED = datetime(1970, 1, 1, tzinfo=UTC)
@@ -108,8 +108,9 @@ class ObjectObservable(models.Model):
 
 
 class ImportJob(models.Model):
-    """A bundle uploaded through the web, imported by a background task; its page shows the
-    progress. The file is kept under the node's var folder until the task has read it."""
+    """A file (STIX bundle, MISP events, CSV) uploaded through the web, imported by a background
+    task; its page shows the progress. The file is kept under the node's var folder until the
+    task has read it."""
 
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="+")
@@ -118,6 +119,11 @@ class ImportJob(models.Model):
     file_name = models.CharField(_("file"), max_length=200)
     file_size = models.PositiveBigIntegerField(default=0)
     path = models.CharField(max_length=500)
+    format = models.CharField(
+        _("format"), max_length=8, choices=ImportFormat.choices, default=ImportFormat.STIX
+    )
+    # The CSV column mapping (``minga.intel.csvio.Mapping``); empty for the other formats.
+    mapping = models.JSONField(default=dict, blank=True)
     tlp = models.CharField(_("TLP"), max_length=16, choices=TLP.choices)
     recipients = models.ManyToManyField(Organisation, blank=True, related_name="+")
     status = models.CharField(

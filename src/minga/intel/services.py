@@ -690,12 +690,29 @@ def queue_import(
     file_name: str,
     tlp: str,
     recipients: Sequence[Organisation] = (),
+    *,
+    fmt: str = "stix",
+    mapping: dict[str, Any] | None = None,
 ) -> ImportJob:
-    """Keep an uploaded bundle under the node's var folder and queue its import (a background
-    task, so a large file does not hold a web request). Audited as ``intel.import_queued``."""
+    """Keep an uploaded file (``fmt``: a STIX bundle, MISP events, CSV read with ``mapping``)
+    under the node's var folder and queue its import (a background task, so a large file does
+    not hold a web request). Audited as ``intel.import_queued``, with the format."""
     recipients = list(dict.fromkeys(recipients))
     _check_import(actor, organisation, tlp, recipients)
-    job = ImportJob(organisation=organisation, created_by=actor, file_name=file_name[:200], tlp=tlp)
+    if fmt not in FORMATS:
+        raise ValidationError({"format": _("Unknown format %(value)s.") % {"value": str(fmt)[:20]}})
+    if fmt == "csv":
+        from minga.intel import csvio
+
+        mapping = csvio.Mapping.from_dict(mapping or {}).as_dict()
+    job = ImportJob(
+        organisation=organisation,
+        created_by=actor,
+        file_name=file_name[:200],
+        tlp=tlp,
+        format=fmt,
+        mapping=mapping if fmt == "csv" else {},
+    )
     path = imports_folder() / f"{job.uuid}.json"
     size = 0
     with path.open("wb") as out:
@@ -713,7 +730,7 @@ def queue_import(
             actor=actor,
             obj=job,
             organisation=organisation,
-            details={"file": job.file_name, "bytes": size, "tlp": tlp},
+            details={"file": job.file_name, "bytes": size, "tlp": tlp, "format": fmt},
         )
         transaction.on_commit(lambda: run_import.enqueue(job.pk))
     return job
@@ -742,8 +759,8 @@ class _CountingReader:
 
 
 def run_import_job(job_id: int) -> ImportJob | None:
-    """Import a queued upload. Safe to run again after a crash: versions already stored are
-    counted as such. The file is removed once the import has finished."""
+    """Import a queued upload in its format. Safe to run again after a crash: versions already
+    stored are counted as such. The file is removed once the import has finished."""
     job = ImportJob.objects.select_related("organisation", "created_by").filter(pk=job_id).first()
     if job is None or job.status in (ImportStatus.DONE, ImportStatus.FAILED):
         return job
@@ -768,14 +785,17 @@ def run_import_job(job_id: int) -> ImportJob | None:
             ImportJob.objects.filter(pk=job.pk).update(bytes_read=reader.count, **_counts(result))
 
         try:
-            result = import_bundle(
+            result = import_file(
                 job.created_by,
                 job.organisation,
                 reader,  # type: ignore[arg-type]
                 job.tlp,
                 list(job.recipients.all()),
+                fmt=job.format,
+                mapping=job.mapping,
                 progress=progress,
                 source=job.file_name,
+                now=job.created_at,  # a retried job derives the same CSV indicators
             )
         except (ValidationError, PermissionDenied) as exc:
             finish(ImportStatus.FAILED, "; ".join(_messages(exc)))

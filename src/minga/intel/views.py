@@ -97,16 +97,28 @@ def object_bundle(request: HttpRequest, stix_id: str) -> HttpResponse:
     return response
 
 
+EXPORTS = {  # format: (media type, file name)
+    "stix": ("application/stix+json;version=2.1", "minga-stix-bundle.json"),
+    "misp": ("application/json", "minga-misp-event.json"),
+    "csv": ("text/csv; charset=utf-8", "minga-indicators.csv"),
+}
+
+
 @login_required
 def export(request: HttpRequest) -> HttpResponse:
-    """The objects the list's filters find (at most 10,000) as one STIX 2.1 bundle, audited."""
+    """The objects the list's filters find (at most 10,000) as one STIX 2.1 bundle, one MISP
+    event or CSV of indicators (``?format=``), audited."""
     form = ObjectFilterForm(request.GET)
+    fmt = request.GET.get("format", "stix")
+    if fmt not in EXPORTS:
+        return HttpResponse(_("Unknown export format."), status=400, content_type="text/plain")
     scope = urlencode({k: v for k, v in form.cleaned_data.items() if v}) if form.is_valid() else ""
-    document = services.export_bundle(
-        request.user, queries.search(request.user, _criteria(form)), scope=scope
+    document = services.export_objects(
+        request.user, queries.search(request.user, _criteria(form)), scope=scope, fmt=fmt
     )
-    response = HttpResponse(document, content_type="application/stix+json;version=2.1")
-    response["Content-Disposition"] = 'attachment; filename="minga-stix-bundle.json"'
+    media_type, file_name = EXPORTS[fmt]
+    response = HttpResponse(document, content_type=media_type)
+    response["Content-Disposition"] = f'attachment; filename="{file_name}"'
     return response
 
 
@@ -119,7 +131,8 @@ def _jobs(user: User) -> Any:
 @login_required
 @require_http_methods(["GET", "POST"])
 def imports(request: HttpRequest) -> HttpResponse:
-    """Upload a bundle: it is saved and imported in the background; its page shows progress."""
+    """Upload a file (STIX bundle, MISP events, CSV with its column mapping): it is saved and
+    imported in the background; its page shows progress."""
     user = _user(request)
     form = UploadForm(user, request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
@@ -132,13 +145,15 @@ def imports(request: HttpRequest) -> HttpResponse:
                 (upload.name or "bundle.json").replace("\x00", ""),
                 form.cleaned_data["tlp"],
                 list(form.cleaned_data["recipients"]),
+                fmt=form.cleaned_data["format"],
+                mapping=form.mapping(),
             )
         except (ValidationError, PermissionDenied) as exc:
             if isinstance(exc, PermissionDenied):
                 exc = ValidationError(str(exc))
             attach_service_errors(form, exc)
         else:
-            messages.success(request, _("The bundle is queued for import."))
+            messages.success(request, _("The file is queued for import."))
             return redirect("intel:import_detail", uuid=job.uuid)
     page = Paginator(_jobs(user), 50).get_page(request.GET.get("page"))
     return render(request, "intel/imports.html", {"form": form, "page": page})

@@ -6,16 +6,42 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from minga.core.choices import TLP
 from minga.core.models import Organisation
-from minga.intel import services
+from minga.intel import csvio, services
 
 
 class Command(BaseCommand):
-    help = "Import STIX 2.1 bundles into the intelligence store."
+    help = "Import STIX bundles, MISP events or CSV indicators into the intelligence store."
 
     def add_arguments(self, parser: CommandParser) -> None:
         actions = parser.add_subparsers(dest="action", required=True)
-        load = actions.add_parser("import", help="import a STIX 2.1 bundle (streamed: any size)")
-        load.add_argument("file", help="a JSON file holding one STIX 2.1 bundle")
+        load = actions.add_parser(
+            "import", help="import a STIX bundle, MISP JSON events or CSV indicators (streamed: any size)"
+        )
+        load.add_argument("file", help="a STIX bundle (2.1, or 2.0 upgraded), MISP JSON events, or CSV")
+        load.add_argument(
+            "--format",
+            choices=services.FORMATS,
+            default="stix",
+            help="stix (default), misp (an event, a list of events or a search answer) or csv",
+        )
+        load.add_argument(
+            "--map",
+            action="append",
+            default=[],
+            metavar="FIELD=COLUMN",
+            help=(
+                "CSV: which column holds what (header name, or number from 1 with --no-header); FIELD is "
+                "value (required), type, name, description, valid_from, valid_until, confidence or labels; "
+                "repeatable"
+            ),
+        )
+        load.add_argument(
+            "--type", dest="fixed_type", default="", help="CSV: one type for every row (default: detected)"
+        )
+        load.add_argument("--delimiter", default=",", help="CSV: the delimiter (default ,; 'tab' for a tab)")
+        load.add_argument(
+            "--no-header", action="store_true", help="CSV: the first line is data, not column names"
+        )
         load.add_argument(
             "--organisation", required=True, help="import in this organisation's name (short name)"
         )
@@ -36,7 +62,7 @@ class Command(BaseCommand):
             type=int,
             default=20,
             metavar="N",
-            help="print the first N rejected objects (default 20)",
+            help="print the first N rejected objects, attributes or rows (default 20)",
         )
 
     def handle(self, *args: Any, action: str, **options: Any) -> None:
@@ -45,15 +71,38 @@ class Command(BaseCommand):
             raise CommandError(f"{path} is not a file.")
         organisation = self._organisation(options["organisation"])
         recipients = [self._organisation(name) for name in options["recipient"]]
+        fmt = options["format"]
         with path.open("rb") as stream:
             try:
-                result = services.import_bundle(
-                    None, organisation, stream, options["tlp"], recipients, source=path.name
+                mapping = None
+                if fmt == "csv":
+                    delimiter = "\t" if options["delimiter"] == "tab" else options["delimiter"]
+                    mapping = csvio.Mapping.parse(
+                        options["map"],
+                        fixed_type=options["fixed_type"],
+                        delimiter=delimiter,
+                        header=not options["no_header"],
+                    ).as_dict()
+                elif options["map"] or options["fixed_type"] or options["no_header"]:
+                    raise CommandError("--map, --type and --no-header are for --format csv.")
+                result = services.import_file(
+                    None,
+                    organisation,
+                    stream,
+                    options["tlp"],
+                    recipients,
+                    fmt=fmt,
+                    mapping=mapping,
+                    source=path.name,
                 )
             except ValidationError as exc:
                 raise CommandError("; ".join(exc.messages)) from exc
+        where = {"stix": "object", "misp": "attribute", "csv": ""}[fmt]
         for rejection in result.rejections[: max(options["problems"], 0)]:
-            self.stderr.write(f"object {rejection.index} {rejection.stix_id}: {rejection.reason}")
+            place = f"{where} {rejection.index} " if where else ""
+            self.stderr.write(
+                f"{place}{rejection.stix_id + ': ' if rejection.stix_id else ''}{rejection.reason}"
+            )
         summary = f"{result.accepted} stored, {result.duplicates} already stored, {result.rejected} rejected"
         if result.error:
             raise CommandError(f"{summary}. {result.error}")
