@@ -47,8 +47,14 @@ def timestamp(moment: datetime) -> str:
     """A STIX timestamp (UTC, milliseconds) of an aware or naive-UTC datetime."""
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    try:
+        moment = moment.astimezone(UTC)
+    except OverflowError:  # an offset at the very edge of the calendar: keep the wall time
+        moment = moment.replace(tzinfo=UTC)
+    return (
+        f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T{moment.hour:02d}:{moment.minute:02d}:"
+        f"{moment.second:02d}.{moment.microsecond // 1000:03d}Z"
+    )
 
 
 def sco(type_name: str, **properties: Any) -> dict[str, Any]:

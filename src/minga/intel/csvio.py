@@ -136,7 +136,7 @@ class Mapping:
             raise ValidationError({"delimiter": _("The delimiter is one character (a comma, ; or a tab).")})
         for name in self.COLUMNS:
             column = getattr(self, name)
-            if column and not self.header and not (column.isdigit() and int(column) >= 1):
+            if column and not self.header and not re.fullmatch(r"[1-9][0-9]{0,3}", column):
                 raise ValidationError(
                     {
                         "mapping": _(
@@ -186,12 +186,15 @@ def _datetime(text: str, name: str) -> datetime:
             moment = datetime.fromisoformat(value + "T00:00:00+00:00")
         else:
             moment = datetime.fromisoformat(value.replace("Z", "+00:00").replace(" ", "T", 1))
-    except ValueError:
+        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except (ValueError, OverflowError):
         raise ValueError(
             _("%(name)s %(value)s is not a date (write 2026-01-31 or 2026-01-31T12:00:00Z).")
             % {"name": name, "value": stix._clip(value, 40)}
         ) from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    if moment.year < 1000:
+        raise ValueError(_("%(name)s %(value)s is too long ago.") % {"name": name, "value": value[:40]})
+    return moment
 
 
 class Reader:
@@ -320,7 +323,7 @@ class Reader:
             indicator["description"] = self._cell(row, "description")[:MAX_FIELD]
         if self._cell(row, "confidence"):
             text = self._cell(row, "confidence")
-            if not text.isdigit() or int(text) > 100:
+            if not re.fullmatch(r"[0-9]{1,3}", text) or int(text) > 100:
                 raise ValueError(
                     _("confidence %(value)s is not a whole number from 0 to 100.")
                     % {"value": stix._clip(text, 20)}

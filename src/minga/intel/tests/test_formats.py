@@ -14,6 +14,8 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
 from django.test import Client
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pymisp import MISPEvent
 from stix2validator import ValidationOptions, validate_string
 
@@ -275,3 +277,39 @@ def test_the_command_line_reads_each_format(team: Team, tmp_path, capsys) -> Non
     assert "2 stored" in captured.out and "attribute 1" in captured.err and "comment" in captured.err
     with pytest.raises(CommandError, match="This is not a MISP event"):
         call_command("intel", "import", str(feed), "--organisation", "csirt-cl", "--format", "misp")
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    body=st.one_of(
+        st.binary(max_size=300),
+        st.text(alphabet=st.sampled_from(list("{}[]\",:;=\n\\'@-+ 0123456789abcdefEIAT.")), max_size=300).map(
+            str.encode
+        ),
+        st.builds(
+            lambda kind, value, extra: json.dumps(
+                {
+                    "Event": {
+                        "info": "x",
+                        "Attribute": [{"type": kind, "value": value, "to_ids": True, **extra}],
+                    }
+                }
+            ).encode(),
+            st.sampled_from(
+                ["ip-dst", "domain", "url", "md5", "filename|sha1", "AS", "mac-address", "yara", "x"]
+            ),
+            st.text(max_size=40),
+            st.dictionaries(
+                st.sampled_from(["first_seen", "last_seen", "timestamp", "uuid", "Tag", "distribution"]),
+                st.one_of(st.text(max_size=20), st.integers(), st.none()),
+                max_size=2,
+            ),
+        ),
+    ),
+    fmt=st.sampled_from(["misp", "csv", "stix"]),
+)
+def test_whatever_the_body_the_answer_is_never_a_500(team: Team, body: bytes, fmt: str) -> None:
+    client = _client(team.analyst)
+    query = f"format={fmt}&tlp=amber" + ("&value=a&type=b&valid_from=c&confidence=d" if fmt == "csv" else "")
+    response = _post(client, query, b"a,b,c,d\n" + body if fmt == "csv" else body)
+    assert response.status_code in (200, 400), (response.status_code, response.content[:300])
