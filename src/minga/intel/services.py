@@ -224,6 +224,7 @@ def _version_of(obj: Any) -> Any:
 def _prepare(index: int, obj: Any, default_tlp: str, result: ImportResult) -> _Candidate | None:
     try:
         stix.validate(obj)
+        stix.pad_to_milliseconds(obj)
         raw = orjson.dumps(obj).decode()
     except stix.Invalid as exc:
         result.reject(index, obj.get("id") if isinstance(obj, dict) else None, str(exc), _version_of(obj))

@@ -118,6 +118,21 @@ def parse_timestamp(value: Any, name: str) -> datetime:
         raise Invalid(_("%(name)s is not a valid date: %(value)s") % {"name": name, "value": value}) from exc
 
 
+def pad_to_milliseconds(obj: dict[str, Any]) -> None:
+    """Write ``created`` and ``modified`` (already valid) with at least millisecond digits, as
+    STIX 2.1 requires and stix2-validator checks: ``…:00Z`` becomes ``…:00.000Z``, the same
+    instant, so the version it names is unchanged. STIX 2.0 producers often omit them."""
+    for name in ("created", "modified"):
+        value = obj.get(name)
+        if value is None:
+            continue
+        dot = value.rfind(".")
+        if dot == -1:
+            obj[name] = value[:-1] + ".000Z"
+        elif len(value) - dot - 2 < 3:
+            obj[name] = value[:-1].ljust(dot + 4, "0") + "Z"
+
+
 def _clip(value: Any, limit: int = 80) -> str:
     text = repr(value) if not isinstance(value, str) else value
     return text if len(text) <= limit else text[:limit] + "…"

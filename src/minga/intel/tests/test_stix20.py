@@ -42,7 +42,9 @@ def test_a_stix_2_0_bundle_is_upgraded_and_what_minga_emits_is_valid_2_1(
         valid_from=TS,
         object_marking_refs=[stix.TLP1_MARKING_IDS[TLP.GREEN]],
     )
-    malware = v20("malware", name="Demo worm", labels=["worm"])
+    # 2.0 producers often give seconds only; 2.1 wants milliseconds: the same instant, padded.
+    malware = {**v20("malware", name="Demo worm", labels=["worm"]), "created": "2026-01-15T10:00:00Z"}
+    malware["modified"] = "2026-01-15T10:00:00.5Z"
     relationship = v20(
         "relationship", relationship_type="indicates", source_ref=indicator["id"], target_ref=malware["id"]
     )
@@ -72,6 +74,7 @@ def test_a_stix_2_0_bundle_is_upgraded_and_what_minga_emits_is_valid_2_1(
     assert stored[indicator["id"]].data["pattern_type"] == "stix"
     worm = stored[malware["id"]].data
     assert worm["is_family"] is True and worm["malware_types"] == ["worm"]
+    assert (worm["created"], worm["modified"]) == ("2026-01-15T10:00:00.000Z", "2026-01-15T10:00:00.500Z")
     upgraded = stored[observed["id"]].data
     assert "objects" not in upgraded and len(upgraded["object_refs"]) == 3
     domain = next(row.data for row in stored.values() if row.type == "domain-name")
