@@ -177,3 +177,23 @@ def test_the_export_lists_indicators_with_formulas_neutralised(analyst: User, te
         mapping={"value": "value", "type": "type", "valid_from": "valid_from"},
     )
     assert again.rejected == 0, again.rejections
+
+
+@pytest.mark.parametrize(
+    ("type_name", "value"),
+    [
+        ("ipv4-addr", "198.51.100.7"),
+        ("ipv6-addr", "2001:db8::1"),
+        ("domain-name", "bücher.example"),
+        ("url", 'http://evil.example/"a\\b\u2028'),
+        ("email-addr", "boss@evil.example"),
+        ("mac-addr", "00:00:5e:00:53:01"),
+    ],
+)
+def test_observable_ids_are_those_the_oasis_library_computes(type_name: str, value: str) -> None:
+    import stix2
+
+    from minga.intel import convert
+
+    expected = stix2.parse({"type": type_name, "spec_version": "2.1", "value": value}, version="2.1")
+    assert convert.sco(type_name, value=value)["id"] == expected.id
