@@ -127,7 +127,10 @@ class UserCreateForm(forms.Form):
     email = forms.EmailField(label=_("E-mail"))
     first_name = forms.CharField(label=_("First name"), max_length=150, required=False)
     last_name = forms.CharField(label=_("Last name"), max_length=150, required=False)
-    organisation = ModelChoiceField(label=_("Organisation"), queryset=Organisation.objects.none())
+    # A node admin picks among every organisation of the network: thousands of options.
+    organisation = QuickModelChoiceField(
+        label=_("Organisation"), queryset=Organisation.objects.none(), label_field="name"
+    )
     role = forms.ChoiceField(label=_("Role"), choices=Role.choices, initial=Role.ANALYST)
     password = forms.CharField(
         label=_("Initial password"),
