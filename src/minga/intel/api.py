@@ -289,7 +289,18 @@ MAPPING_FIELDS = (
 )
 
 
-@router.post("/imports", response=ImportOut)
+IMPORT_BODY = {
+    "required": True,
+    "description": "The file: a STIX bundle or MISP JSON events (JSON), or CSV text (UTF-8)",
+    "content": {
+        "application/json": {"schema": {"type": "object"}},
+        "text/csv": {"schema": {"type": "string"}},
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+    },
+}
+
+
+@router.post("/imports", response=ImportOut, openapi_extra={"requestBody": IMPORT_BODY})
 def import_file(request: HttpRequest, params: Query[FileImportQuery]) -> dict[str, Any]:
     """Import the request body as a STIX bundle (2.1, or 2.0 upgraded), MISP JSON events, or
     CSV indicators read with the column mapping given in the query. Each bad object, attribute
