@@ -19,7 +19,7 @@ a rejection with the reason, never dropped in silence.
 TLP: a ``tlp:`` tag (``clear``/``white``, ``green``, ``amber``, ``amber+strict``, ``red``) on
 the event or the attribute sets the TLP 2.0 marking (the stricter of the two wins). Without one,
 the importer's TLP applies, except that MISP's distribution "your organisation only" (0) is
-never shared more widely than TLP:AMBER+STRICT.
+never shared more widely than TLP:AMBER+STRICT, nor "sharing group" (4) than TLP:AMBER.
 
 Out: a search's objects as one MISP event (``event_of``): indicators whose patterns compare
 values of the mapped kinds, and the cyber-observables of those kinds, become attributes
@@ -60,6 +60,14 @@ TAG_OF_TLP: dict[str, str] = {
     TLP.RED: "tlp:red",
 }
 ORGANISATION_ONLY = 0  # MISP distribution "your organisation only"
+SHARING_GROUP = 4  # MISP distribution to a named sharing group
+# The most open TLP a MISP distribution allows when no tlp: tag says more.
+DISTRIBUTION_FLOOR = {ORGANISATION_ONLY: TLP.AMBER_STRICT, SHARING_GROUP: TLP.AMBER}
+X509_HASHES = {
+    "x509-fingerprint-md5": "MD5",
+    "x509-fingerprint-sha1": "SHA-1",
+    "x509-fingerprint-sha256": "SHA-256",
+}
 HASHES = {"md5": "MD5", "sha1": "SHA-1", "sha256": "SHA-256", "sha512": "SHA-512"}
 RULES = ("yara", "snort", "sigma")
 CVE_RE = re.compile(r"^CVE-\d{4}-\d{4,}$", re.IGNORECASE)
@@ -172,6 +180,28 @@ def observe(kind: str, value: str) -> Observation:
             f"[file:name = {pattern_literal(name)} AND {_hash_path(algorithm)} = {pattern_literal(digest)}]",
             [convert.sco("file", name=name, hashes={algorithm: digest})],
         )
+    if kind in ("ip-src|port", "ip-dst|port"):
+        return _endpoint(kind, value)
+    if kind == "ssdeep":
+        digest = value.strip()
+        if not stix.HASH_VALUE_RE["SSDEEP"].match(digest):
+            raise _bad(kind, value)
+        return Observation(
+            f"[file:hashes.SSDEEP = {pattern_literal(digest)}]",
+            [convert.sco("file", hashes={"SSDEEP": digest})],
+        )
+    if kind in X509_HASHES:
+        algorithm = X509_HASHES[kind]
+        digest = _hash(kind, algorithm, value)
+        path = (
+            f"x509-certificate:hashes.{algorithm}"
+            if "-" not in algorithm
+            else f"x509-certificate:hashes.'{algorithm}'"
+        )
+        return Observation(
+            f"[{path} = {pattern_literal(digest)}]",
+            [convert.sco("x509-certificate", hashes={algorithm: digest})],
+        )
     if kind == "mutex":
         return Observation(f"[mutex:name = {pattern_literal(value)}]", [convert.sco("mutex", name=value)])
     if kind == "AS":
@@ -197,6 +227,26 @@ def observe(kind: str, value: str) -> Observation:
     raise Unmapped(_("MISP attribute type %(type)s has no STIX 2.1 mapping in Minga.") % {"type": kind})
 
 
+def _endpoint(kind: str, value: str) -> Observation:
+    """``ip-dst|port``, ``ip-src|port``: network traffic to (or from) an address and port."""
+    host, _sep, port_text = value.rpartition("|")
+    if not host or not re.fullmatch(r"[0-9]{1,5}", port_text.strip()) or int(port_text.strip()) > 65535:
+        raise _bad(kind, value)
+    port = int(port_text.strip())
+    side = "src" if kind.startswith("ip-src") else "dst"
+    target = _ip(kind, host).scos[0]
+    protocols = [target["type"].split("-")[0]]  # ipv4 or ipv6: all that an address and port tell
+    pattern = (
+        f"[network-traffic:{side}_ref.type = '{target['type']}' AND "
+        f"network-traffic:{side}_ref.value = {pattern_literal(target['value'])} AND "
+        f"network-traffic:{side}_port = {port}]"
+    )
+    traffic = convert.sco(
+        "network-traffic", **{f"{side}_ref": target["id"], f"{side}_port": port, "protocols": protocols}
+    )
+    return Observation(pattern, [target, traffic])
+
+
 # The attribute types ``observe`` maps (the documentation lists them from here).
 OBSERVABLES = (
     "ip-src",
@@ -213,6 +263,10 @@ OBSERVABLES = (
     *HASHES,
     "filename",
     *(f"filename|{name}" for name in HASHES),
+    "ssdeep",
+    *X509_HASHES,
+    "ip-src|port",
+    "ip-dst|port",
     "mutex",
     "AS",
     "mac-address",
@@ -325,8 +379,8 @@ def _distribution(entity: Any) -> int | None:
 
 def _level(tags: list[str], distribution: int | None, default_tlp: str) -> str | None:
     level = tlp_of_tags(tags)
-    if level is None and distribution == ORGANISATION_ONLY:
-        level = _strictest(default_tlp, TLP.AMBER_STRICT)
+    if level is None and distribution in DISTRIBUTION_FLOOR:
+        level = _strictest(default_tlp, DISTRIBUTION_FLOOR[distribution])
     return level
 
 

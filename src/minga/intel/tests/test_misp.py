@@ -83,6 +83,15 @@ def test_an_event_becomes_a_report_with_indicators_and_observations(
         attribute("text", "free text", n=12),
         attribute("ip-dst", "not-an-ip", to_ids=True, n=13),
         attribute("md5", "0" * 32, n=14, deleted=True),
+        attribute("ip-dst|port", "198.51.100.20|8443", to_ids=True, n=17),
+        attribute("ip-src|port", "2001:db8::20|22", n=18),
+        attribute(
+            "ssdeep",
+            "96:s4Ud1Lj96tHHlZDrwciQmA+4uy1I0G4HYuL8N3TzS8QsO/wqWXLcMSx:sF1LjEtHHlZDrwciQmA+4uy1I0G4HYuL8N3TzS8QsO/wqWXLcMSx",
+            n=19,
+        ),
+        attribute("x509-fingerprint-sha1", "12" * 20, to_ids=True, n=20),
+        attribute("ip-dst|port", "198.51.100.20|http", n=21),
         Object=[
             {
                 "name": "file",
@@ -98,11 +107,12 @@ def test_an_event_becomes_a_report_with_indicators_and_observations(
     result = services.import_file(analyst, team, misp_file(document), TLP.GREEN, fmt="misp")
     assert result.error == ""
     reasons = {r.index: r.reason for r in result.rejections}
-    assert sorted(reasons) == [11, 12, 13, 15]  # attribute positions through the file, from 0
+    assert sorted(reasons) == [11, 12, 13, 18, 20]  # attribute positions through the file, from 0
+    assert "198.51.100.20|http is not a valid ip-dst|port value" in reasons[18]
     assert "text has no STIX 2.1 mapping" in reasons[11]
     assert "not-an-ip is not a valid ip-dst value" in reasons[12]
     assert "deleted in MISP" in reasons[13]
-    assert "size-in-bytes has no STIX 2.1 mapping" in reasons[15]
+    assert "size-in-bytes has no STIX 2.1 mapping" in reasons[20]
 
     stored = {row.stix_id: row for row in StixObject.objects.all()}
     report = stored[f"report--{EVENT_UUID}"]
@@ -115,6 +125,11 @@ def test_an_event_becomes_a_report_with_indicators_and_observations(
         "[url:value = 'http://evil.example/login?a=\\'b\\'']"
     )
     assert stored["indicator--00000009-1111-4222-8333-444455556666"].data["pattern_type"] == "yara"
+    assert stored["indicator--00000017-1111-4222-8333-444455556666"].data["pattern"] == (
+        "[network-traffic:dst_ref.type = 'ipv4-addr' AND network-traffic:dst_ref.value = '198.51.100.20' "
+        "AND network-traffic:dst_port = 8443]"
+    )
+    assert any(row.type == "network-traffic" and row.data["src_port"] == 22 for row in stored.values())
     assert "observed-data--00000002-1111-4222-8333-444455556666" in stored
     assert stored["vulnerability--00000010-1111-4222-8333-444455556666"].label == "CVE-2026-1234"
     assert set(report.data["object_refs"]) <= set(stored)
@@ -128,23 +143,28 @@ def test_an_event_becomes_a_report_with_indicators_and_observations(
         outcome = validate_instance(queries.emitted(row), ValidationOptions())
         assert outcome.is_valid, (row.type, [str(e) for e in outcome.errors])
     entry = AuditEntry.objects.get(action="intel.misp_imported")
-    assert entry.details["format"] == "misp" and entry.details["rejected"] == 4
+    assert entry.details["format"] == "misp" and entry.details["rejected"] == 5
     # Importing the same event again is a replay.
     again = services.import_file(analyst, team, misp_file(document), TLP.GREEN, fmt="misp")
     assert again.accepted == 0 and again.duplicates == result.accepted
 
 
-def test_without_a_tlp_tag_the_importers_choice_applies_and_organisation_only_stays_strict(
+def test_without_a_tlp_tag_the_importers_choice_applies_within_what_the_distribution_allows(
     analyst: User, team: Organisation
 ) -> None:
     plain = event(attribute("ip-dst", "198.51.100.8", to_ids=True, n=1), tags=())
     private = event(attribute("ip-dst", "198.51.100.9", to_ids=True, n=2), tags=())
     private["Event"]["uuid"] = "6e7a1c2d-3b4f-4a6e-8c9d-0a1b2c3d4e5f"
     private["Event"]["distribution"] = "0"
-    result = services.import_file(analyst, team, misp_file([plain, private]), TLP.GREEN, fmt="misp")
-    assert (result.accepted, result.rejected) == (4, 0)
+    group = event(
+        attribute("ip-dst", "198.51.100.10", to_ids=True, n=3, distribution="4", sharing_group_id="1"),
+        tags=(),
+    )
+    group["Event"]["uuid"] = "7e7a1c2d-3b4f-4a6e-8c9d-0a1b2c3d4e5f"
+    result = services.import_file(analyst, team, misp_file([plain, private, group]), TLP.GREEN, fmt="misp")
+    assert (result.accepted, result.rejected) == (6, 0)
     tlps = dict(StixObject.objects.filter(type="indicator").values_list("label", "tlp"))
-    assert tlps == {"198.51.100.8": TLP.GREEN, "198.51.100.9": TLP.AMBER_STRICT}
+    assert tlps == {"198.51.100.8": TLP.GREEN, "198.51.100.9": TLP.AMBER_STRICT, "198.51.100.10": TLP.AMBER}
 
 
 def test_a_misp_search_answer_is_read_too(analyst: User, team: Organisation) -> None:
