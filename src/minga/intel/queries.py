@@ -8,14 +8,17 @@ counted or listed.
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from django.db import connection
 from django.db.models import Count, Max, Min, Q, QuerySet, Sum
 
 from minga.core import access
-from minga.intel import observables, stix
+from minga.intel import bulk, observables, stix
 from minga.intel.models import ObjectObservable, Observable, StixObject
 
 if TYPE_CHECKING:
@@ -160,6 +163,86 @@ def correlations(user: Reader, obj: StixObject, limit: int = MAX_CORRELATIONS) -
         for link in links:
             found[link.stix_object_id].shared.append(link.observable)
     return list(found.values())
+
+
+@dataclass
+class BatchCorrelation:
+    """What many object versions (an import's) share with the rest of the store, as the reader
+    may see it: for each version's pk, the pks of the others and the observables they share."""
+
+    links: dict[int, dict[int, set[int]]] = field(default_factory=dict)
+
+    @property
+    def correlated(self) -> int:
+        """How many of the versions share an observable with another readable object."""
+        return sum(1 for others in self.links.values() if others)
+
+    @property
+    def others(self) -> set[int]:
+        return {pk for others in self.links.values() for pk in others}
+
+
+def _batches(values: Sequence[int]) -> Iterator[Sequence[int]]:
+    """``values`` in slices that one ``IN (...)`` may take on this database."""
+    size = 20_000 if connection.vendor == "postgresql" else 900
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def _visible_pks(user: Reader, pks: Sequence[int]) -> dict[int, str]:
+    """Of ``pks``, the latest, unrevoked versions the reader may see, with their STIX ids."""
+    found: dict[int, str] = {}
+    for batch in _batches(pks):
+        found.update(latest_visible(user).filter(pk__in=batch, revoked=False).values_list("pk", "stix_id"))
+    return found
+
+
+def correlate_many(user: Reader, pks: Sequence[int], per_object: int = MAX_CORRELATIONS) -> BatchCorrelation:
+    """For many object versions at once (the objects of an import), the other objects sharing
+    an observable with each that the reader may see: a fixed number of batched queries on the
+    observables index, then one pass of the access policy over the candidates, however many
+    versions are asked about. Versions the reader may not see are left out of the answer; a
+    hot observable contributes its newest ``MAX_CANDIDATES`` links, as in ``correlations``."""
+    asked = _visible_pks(user, sorted(set(pks)))
+    result = BatchCorrelation(links={pk: {} for pk in asked})
+    if not asked:
+        return result
+    carried: dict[int, set[int]] = defaultdict(set)  # observable -> asked versions carrying it
+    for stix_object, observable in bulk.select_in(
+        ObjectObservable, ("stix_object", "observable"), "stix_object", list(asked)
+    ):
+        carried[observable].add(stix_object)
+    if not carried:
+        return result
+    hot: set[int] = set()
+    for batch in _batches(list(carried)):
+        per_observable = (
+            ObjectObservable.objects.filter(observable_id__in=batch)
+            .values("observable_id")
+            .annotate(n=Count("pk"))
+            .filter(n__gt=MAX_CANDIDATES)
+        )
+        hot.update(per_observable.values_list("observable_id", flat=True))
+    cold = [o for o in carried if o not in hot]
+    linked = bulk.select_in(ObjectObservable, ("observable", "stix_object"), "observable", cold)
+    for observable in hot:
+        newest = (
+            ObjectObservable.objects.filter(observable_id=observable)
+            .order_by("-stix_object_id")
+            .values_list("observable_id", "stix_object_id")[:MAX_CANDIDATES]
+        )
+        linked.extend(newest)
+    readable = _visible_pks(user, sorted({pk for _, pk in linked}))
+    for observable, other in linked:
+        if other not in readable:
+            continue
+        for pk in carried[observable]:
+            if readable[other] != asked[pk]:
+                result.links[pk].setdefault(other, set()).add(observable)
+    for pk, others in result.links.items():
+        if len(others) > per_object:
+            result.links[pk] = {o: others[o] for o in sorted(others, reverse=True)[:per_object]}
+    return result
 
 
 def observables_of(obj: StixObject) -> list[Observable]:
