@@ -573,7 +573,10 @@ MISP_TYPE_OF_PATH: dict[tuple[str, str], str] = {
     ("mac-addr", "value"): "mac-address",
     ("windows-registry-key", "key"): "regkey",
     ("autonomous-system", "number"): "AS",
-} | {("file", f"hashes.{algorithm}"): kind for kind, algorithm in HASHES.items()}
+} | {("file", f"hashes.{algorithm}"): kind for kind, algorithm in {**HASHES, "ssdeep": "SSDEEP"}.items()}
+MISP_TYPE_OF_PATH |= {
+    ("x509-certificate", f"hashes.{algorithm}"): kind for kind, algorithm in X509_HASHES.items()
+}
 
 
 def _comparisons(pattern: str) -> list[tuple[str, str, str]]:
@@ -619,10 +622,10 @@ def attributes_of(obj: dict[str, Any]) -> list[tuple[str, str, bool]]:
         return found
     if type_name == "vulnerability" and CVE_RE.match(str(obj.get("name", ""))):
         return [("vulnerability", str(obj["name"]), False)]
-    if type_name == "file":
+    if type_name in ("file", "x509-certificate"):
         found = [("filename", str(obj["name"]), False)] if isinstance(obj.get("name"), str) else []
         for algorithm, digest in (obj.get("hashes") or {}).items():
-            kind = MISP_TYPE_OF_PATH.get(("file", f"hashes.{algorithm}"))
+            kind = MISP_TYPE_OF_PATH.get((type_name, f"hashes.{algorithm}"))
             if kind is not None and isinstance(digest, str):
                 found.append((kind, digest, False))
         return found

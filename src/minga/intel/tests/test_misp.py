@@ -200,6 +200,8 @@ def test_a_search_exports_as_a_misp_event_that_pymisp_loads(analyst: User, team:
         attribute("ip-dst", "198.51.100.7", to_ids=True, n=1),
         attribute("domain", "evil.example", n=2),
         attribute("filename|sha256", "a.exe|" + "ef" * 32, to_ids=True, n=3),
+        attribute("x509-fingerprint-sha1", "12" * 20, n=4),
+        attribute("ssdeep", "3:abc:def", to_ids=True, n=5),
         tags=("tlp:amber",),
     )
     services.import_file(analyst, team, misp_file(document), TLP.GREEN, fmt="misp")
@@ -215,6 +217,8 @@ def test_a_search_exports_as_a_misp_event_that_pymisp_loads(analyst: User, team:
         ("domain", "evil.example", False),
         ("filename", "a.exe", True),
         ("sha256", "ef" * 32, True),
+        ("x509-fingerprint-sha1", "12" * 20, False),
+        ("ssdeep", "3:abc:def", True),
     } <= found
     assert all([t.name for t in a.tags] == ["tlp:amber"] for a in loaded.attributes)
     entry = AuditEntry.objects.get(action="intel.exported")
