@@ -714,7 +714,7 @@ def queue_import(
         format=fmt,
         mapping=mapping if fmt == "csv" else {},
     )
-    path = imports_folder() / f"{job.uuid}.json"
+    path = imports_folder() / f"{job.uuid}.{'csv' if fmt == 'csv' else 'json'}"
     size = 0
     with path.open("wb") as out:
         for piece in chunks:
