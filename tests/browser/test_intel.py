@@ -63,3 +63,41 @@ def test_analyst_imports_a_bundle_and_sees_correlations_and_sightings(
     expect(main.get_by_role("link", name="198.51.100.23").first).to_be_visible()
     expect(main).to_contain_text("Sighted 5 times")
     save_doc_screenshot(page, "intel-object.png")
+
+
+def test_analyst_imports_a_csv_of_indicators_with_a_column_mapping(
+    live_server: Any,
+    page: Any,
+    login: Callable[..., None],
+    make_org: Callable[..., Organisation],
+    make_user: Callable[..., User],
+    tmp_path: Any,
+    save_doc_screenshot: Callable[[Any, str], None],
+) -> None:
+    make_user("analyst", make_org("csirt-andes"))
+    path = tmp_path / "feed.csv"
+    path.write_text(
+        "indicator;note\n198.51.100.61;Phishing kit host\nstealer.example;Drop site\n=HYPERLINK(1);\n"
+    )
+
+    login(page, "analyst")
+    page.get_by_role("link", name="Imports").click()
+    page.get_by_label("File", exact=True).set_input_files(str(path))
+    page.get_by_label("Format").select_option("csv")
+    page.get_by_label("TLP").select_option("green")
+    page.get_by_text("CSV column mapping").click()
+    page.get_by_label("CSV: value column").fill("indicator")
+    page.get_by_label("CSV: description column").fill("note")
+    page.get_by_label("CSV: delimiter").select_option(";")
+    save_doc_screenshot(page, "intel-import-csv.png")
+    page.get_by_role("button", name="Import").click()
+    expect(page.get_by_role("heading", name="Import feed.csv")).to_be_visible()
+    services.run_import_job(ImportJob.objects.get().pk)  # what the worker does
+    page.reload()
+    main = page.locator("main")
+    expect(main).to_contain_text("Done")
+    expect(main).to_contain_text("CSV indicators")
+    expect(main).to_contain_text("line 4: cannot tell what =HYPERLINK(1) is")
+
+    page.get_by_role("link", name="STIX objects", exact=True).click()
+    expect(page.locator("main")).to_contain_text("stealer.example")
