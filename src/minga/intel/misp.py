@@ -29,6 +29,7 @@ Objects with no MISP attribute form (reports, relationships, malware…) are cou
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import re
 import uuid
@@ -635,6 +636,20 @@ def attributes_of(obj: dict[str, Any]) -> list[tuple[str, str, bool]]:
     return []
 
 
+def _times(row: Any, obj: dict[str, Any]) -> dict[str, Any]:
+    """The attribute's timestamp (the version's, to the second) and first/last seen: what the
+    import reads back, so an exported event imported again names the same versions."""
+    times: dict[str, Any] = {}
+    version = row.version_time
+    if version is not None:
+        times["timestamp"] = version
+    for source, target in (("valid_from", "first_seen"), ("valid_until", "last_seen")):
+        if isinstance(obj.get(source), str):
+            with contextlib.suppress(stix.Invalid):
+                times[target] = stix.parse_timestamp(obj[source], source)
+    return times
+
+
 @dataclass
 class MispExport:
     document: str
@@ -651,6 +666,8 @@ def event_of(rows: list[Any], *, info: str) -> MispExport:
     event.info = info[:1000] or "Minga export"
     event.distribution = ORGANISATION_ONLY  # TLP tags say who may read; MISP shares no further
     event.analysis = 2
+    event.published = False
+    event.set_date(datetime.now(UTC).date())
     event.threat_level_id = 4
     levels = set()
     count = skipped = 0
@@ -670,9 +687,12 @@ def event_of(rows: list[Any], *, info: str) -> MispExport:
                 uuid=str(base if position == 0 else uuid.uuid5(base, str(position))),
                 comment=str(obj.get("description") or obj.get("name") or "")[:1000],
                 distribution=5,
+                **_times(row, obj),
             )
+            attribute.force_timestamp = True  # PyMISP drops timestamps it thinks edited
             attribute.add_tag(TAG_OF_TLP[row.tlp])
             count += 1
     if levels:
         event.add_tag(TAG_OF_TLP[max(levels, key=stix.TLP_ORDER.index)])
-    return MispExport(event.to_json(), count, skipped)
+    # The envelope MISP's own exports and its import page use.
+    return MispExport('{"Event":' + event.to_json() + "}", count, skipped)

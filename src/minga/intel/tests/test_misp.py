@@ -195,7 +195,9 @@ def test_what_is_not_a_misp_event_gets_a_clear_error(analyst: User, team: Organi
     assert cut.accepted == 2 and "not valid JSON after event 1" in cut.error
 
 
-def test_a_search_exports_as_a_misp_event_that_pymisp_loads(analyst: User, team: Organisation) -> None:
+def test_a_search_exports_as_a_misp_event_that_pymisp_loads(
+    analyst: User, team: Organisation, make_org: Callable[..., Organisation], make_user: Callable[..., User]
+) -> None:
     document = event(
         attribute("ip-dst", "198.51.100.7", to_ids=True, n=1),
         attribute("domain", "evil.example", n=2),
@@ -223,3 +225,11 @@ def test_a_search_exports_as_a_misp_event_that_pymisp_loads(analyst: User, team:
     assert all([t.name for t in a.tags] == ["tlp:amber"] for a in loaded.attributes)
     entry = AuditEntry.objects.get(action="intel.exported")
     assert entry.details["format"] == "misp" and entry.details["skipped"] >= 2  # report, observed-data
+    # And Minga reads its own export back: another team imports it, nothing rejected.
+    other = make_org("csirt-py")
+    again = services.import_file(make_user("pia", other), other, io.BytesIO(exported), TLP.GREEN, fmt="misp")
+    assert again.rejected == 0, again.rejections
+    # The indicators and observables come back as the versions already stored (same ids, same
+    # times); new are the export's report, the observed-data around the observables, and the
+    # hash that the export split from its filename|sha256 pair.
+    assert (again.duplicates, again.accepted) == (5, 4)
