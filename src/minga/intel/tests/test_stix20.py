@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from typing import Any
 
@@ -141,3 +142,55 @@ def test_a_2_0_object_in_a_2_1_bundle_is_upgraded_too(analyst: User, team: Organ
 def test_bundles_of_other_versions_are_refused(analyst: User, team: Organisation) -> None:
     with pytest.raises(ValidationError, match=r"Minga reads STIX 2\.0 and 2\.1 bundles"):
         services.import_bundle(analyst, team, stream(v20("tool", name="x"), spec_version="1.2"), TLP.GREEN)
+
+
+def test_every_kind_of_2_0_object_the_oasis_library_writes_is_upgraded_to_valid_2_1(
+    analyst: User, team: Organisation
+) -> None:
+    from stix2 import v20
+
+    identity = v20.Identity(name="CSIRT Demo", identity_class="organization")
+    statement = v20.MarkingDefinition(definition_type="statement", definition={"statement": "© Demo"})
+    malware = v20.Malware(name="Demo worm", labels=["worm"], created_by_ref=identity.id)
+    indicator = v20.Indicator(
+        labels=["malicious-activity"],
+        pattern="[file:hashes.MD5 = 'd41d8cd98f00b204e9800998ecf8427e'] AND [url:value = 'http://x.example/']",
+        object_marking_refs=[statement.id],
+    )
+    observed = v20.ObservedData(
+        first_observed=TS,
+        last_observed=TS,
+        number_observed=3,
+        objects={
+            "0": {"type": "ipv4-addr", "value": "198.51.100.3"},
+            "1": {"type": "ipv4-addr", "value": "203.0.113.9"},
+            "2": {
+                "type": "network-traffic",
+                "src_ref": "0",
+                "dst_ref": "1",
+                "dst_port": 443,
+                "protocols": ["tcp"],
+            },
+            "3": {"type": "email-addr", "value": "boss@evil.example"},
+            "4": {"type": "email-message", "is_multipart": False, "from_ref": "3", "subject": "Invoice"},
+        },
+    )
+    others = [
+        v20.AttackPattern(name="Phishing"),
+        v20.Campaign(name="Winter wave"),
+        v20.CourseOfAction(name="Block the sender"),
+        v20.IntrusionSet(name="Demo set"),
+        v20.ThreatActor(name="Demo actor", labels=["crime-syndicate"]),
+        v20.Tool(name="nmap", labels=["network-capture"]),
+        v20.Vulnerability(name="CVE-2026-0001"),
+        v20.Relationship(malware, "related-to", indicator),
+        v20.Sighting(sighting_of_ref=indicator.id, observed_data_refs=[observed.id], count=2),
+        v20.Report(name="Weekly", labels=["threat-report"], published=TS, object_refs=[indicator.id]),
+    ]
+    bundle = v20.Bundle(identity, statement, malware, indicator, observed, *others)
+    result = services.import_bundle(analyst, team, io.BytesIO(bundle.serialize().encode()), TLP.GREEN)
+    assert result.rejected == 0, result.rejections
+    assert result.accepted == len(bundle.objects) + 5  # the observed-data's five observables
+    for row in StixObject.objects.all():
+        outcome = validate_instance(queries.emitted(row), ValidationOptions())
+        assert outcome.is_valid, (row.type, [str(e) for e in outcome.errors])
