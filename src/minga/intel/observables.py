@@ -127,6 +127,15 @@ def _hash_kind(algorithm: str) -> str | None:
     return entry[0] if entry else None
 
 
+# Paths to an address through a reference: where traffic went (or came from), what a domain
+# resolved to. MISP's ip-dst|port and domain|ip attributes become such patterns.
+ADDRESS_PATHS = {
+    ("network-traffic", "src_ref.value"),
+    ("network-traffic", "dst_ref.value"),
+    ("domain-name", "resolves_to_refs.*.value"),
+}
+
+
 def _from_path(type_name: str, path: list[str], value: str) -> tuple[str, str] | None:
     if type_name in (K.IPV4, K.IPV6, K.DOMAIN, K.URL, K.EMAIL) and path == ["value"]:
         kind = type_name
@@ -134,6 +143,12 @@ def _from_path(type_name: str, path: list[str], value: str) -> tuple[str, str] |
         kind = _hash_kind(path[1])  # type: ignore[assignment]
         if kind is None:
             return None
+    elif (type_name, ".".join(path)) in ADDRESS_PATHS:
+        for kind in (K.IPV4, K.IPV6):
+            normalised = normalise(kind, value)
+            if normalised is not None:
+                return (kind, normalised)
+        return None
     else:
         return None
     normalised = normalise(kind, value)
@@ -157,6 +172,7 @@ def from_pattern(pattern: str) -> Iterator[tuple[str, str]]:
         if found:
             yield found
         return
+    from stix2patterns.inspector import INDEX_STAR
     from stix2patterns.v21.pattern import Pattern
 
     try:
@@ -167,7 +183,9 @@ def from_pattern(pattern: str) -> Iterator[tuple[str, str]]:
         for path, operator, literal in entries:
             if operator != "=" or not isinstance(literal, str) or not literal.startswith("'"):
                 continue
-            found = _from_path(type_name, [str(p) for p in path], _unquote(literal))
+            found = _from_path(
+                type_name, ["*" if p is INDEX_STAR else str(p) for p in path], _unquote(literal)
+            )
             if found:
                 yield found
 

@@ -136,9 +136,16 @@ def test_an_event_becomes_a_report_with_indicators_and_observations(
     # TLP: the event's tag wins over the importer's choice; an attribute's stricter tag wins.
     assert report.tlp == indicator.tlp == TLP.AMBER_STRICT
     assert stored["observed-data--00000011-1111-4222-8333-444455556666"].tlp == TLP.RED
-    assert {"198.51.100.7", "evil.example", "ab" * 32, "cd" * 16, "c2.evil.example"} <= set(
-        Observable.objects.values_list("value", flat=True)
-    )
+    # Addresses behind references (domain|ip, ip-dst|port) correlate too.
+    assert {
+        "198.51.100.7",
+        "evil.example",
+        "ab" * 32,
+        "cd" * 16,
+        "c2.evil.example",
+        "203.0.113.5",
+        "198.51.100.20",
+    } <= set(Observable.objects.values_list("value", flat=True))
     for row in stored.values():
         outcome = validate_instance(queries.emitted(row), ValidationOptions())
         assert outcome.is_valid, (row.type, [str(e) for e in outcome.errors])
