@@ -119,7 +119,11 @@ class ImportQuery(Schema):
 
 
 class RejectionOut(Schema):
-    index: int
+    index: int = Field(
+        ...,
+        description="STIX: the object's position in the bundle, from 0; MISP: the attribute's position "
+        "in the file, from 0; CSV: the line number",
+    )
     id: str
     reason: str
 
