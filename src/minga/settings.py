@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "minga.directory",
     "minga.intel",
     "minga.taxii",
+    "minga.pipeline",
 ]
 
 MIDDLEWARE = [

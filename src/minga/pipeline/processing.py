@@ -1,0 +1,739 @@
+"""The chain a chunk runs through, in one process: parse, normalise, classify, de-duplicate,
+route, then write its events, its dead letters and its completion in one transaction.
+
+Batch, not per-event messages: nothing here makes an ORM object or a query per line. Lines are
+parsed into tuples, addresses are routed with one vectorised lookup per chunk (the directory's
+resolution index), duplicates are found with one indexed lookup per few hundred keys, and rows
+are written with multi-row INSERTs (COPY on PostgreSQL).
+
+Idempotency: the chunk's ``done`` flag is checked inside the writing transaction (SQLite takes
+its write lock at BEGIN; PostgreSQL locks the chunk's row), and the unique (feed, dedup_key)
+constraint backs it: re-running a chunk after a crash neither loses nor duplicates an event.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import logging
+import mmap
+import re
+import socket
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import orjson
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from minga.core import audit
+from minga.directory import resolution
+from minga.directory.constituency import normalise_domain
+from minga.intel import bulk
+from minga.pipeline.choices import TAXONOMY_OF, RunStatus
+from minga.pipeline.models import COUNTS, EVENT_FIELDS, Chunk, DeadLetter, Event, EventRecipient, Run
+
+logger = logging.getLogger(__name__)
+
+CHUNK_LINES = 50_000  # lines per chunk: one task, one transaction
+MAX_LINE_BYTES = 65_536  # a longer line is a dead letter, not a memory problem
+RAW_KEPT = 4_096  # characters of a bad line kept in its dead letter
+EARLIEST = datetime(1990, 1, 1, tzinfo=UTC)  # before any feed this network receives
+FUTURE_SLACK = timedelta(days=1)  # clocks differ; more than a day ahead is impossible
+KEY_BATCH = 900  # keys per IN (...) lookup on SQLite
+# IntelMQ's dotted names, accepted in JSON lines beside Minga's own.
+INTELMQ_NAMES = {name: name.replace("_", ".", 1) for name in EVENT_FIELDS if "_" in name}
+INTELMQ_NAMES["time"] = "time.source"
+ROUTING_FIELDS = ("ip", "asn", "fqdn")
+
+
+class Bad(Exception):
+    """A field that cannot be read: the line becomes a dead letter with this reason."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(reason)
+        self.field, self.reason = field, reason
+
+
+# --- splitting a file into chunks -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Split:
+    header: list[str]
+    ranges: list[tuple[int, int, int, int]]  # (start byte, end byte, first line, line count)
+
+
+def sniff_problem(head: bytes) -> str:
+    """Why a file cannot be read as text lines at all, or ''."""
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return _("The file is UTF-16 text: convert it to UTF-8 (or the feed's encoding) and upload it again.")
+    if b"\x00" in head[:4096]:
+        return _("The file holds NUL bytes: it is binary or UTF-16/32 text, not lines of text.")
+    return ""
+
+
+def split_file(path: Path, options: dict[str, Any], chunk_lines: int = CHUNK_LINES) -> Split:
+    """Where each chunk of ``chunk_lines`` lines starts and ends, and the CSV header's columns.
+    Raises ``ValueError`` with a message for a file that is not text lines at all."""
+    size = path.stat().st_size
+    if size == 0:
+        return Split([], [])
+    with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        problem = sniff_problem(data[:4096])
+        if problem:
+            raise ValueError(problem)
+        position, line = 0, 1
+        if data[:3] == b"\xef\xbb\xbf":
+            position = 3
+        header: list[str] = []
+        if options["format"] == "csv" and options["has_header"]:
+            end = data.find(b"\n", position)
+            end = size if end < 0 else end + 1
+            text = _decode(data[position:end], options["encoding"]).rstrip("\r\n")
+            if len(text) > MAX_LINE_BYTES:
+                raise ValueError(_("The header line is longer than %(n)s bytes.") % {"n": MAX_LINE_BYTES})
+            header = [name.strip() for name in next(csv.reader([text], **_dialect(options)), [])]
+            position, line = end, 2
+        ranges = []
+        while position < size:
+            end, count = position, 0
+            while count < chunk_lines and end < size:
+                found = data.find(b"\n", end)
+                end = size if found < 0 else found + 1
+                count += 1
+            ranges.append((position, end, line, count))
+            position, line = end, line + count
+    return Split(header, ranges)
+
+
+def _decode(raw: bytes, encoding: str) -> str:
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            _("The header is not valid %(encoding)s: %(error)s") % {"encoding": encoding, "error": exc.reason}
+        ) from exc
+
+
+def _dialect(options: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "delimiter": options["delimiter"] or ",",
+        "quotechar": options["quotechar"] or '"',
+        "strict": True,
+    }
+
+
+# --- normalising fields ------------------------------------------------------------------------
+
+_ip_text_cache: dict[str, str] = {}
+_LDH = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}$")
+
+
+def normalise_ip(name: str, value: str) -> str:
+    text = value.strip()
+    try:
+        socket.inet_pton(socket.AF_INET, text)
+    except OSError:
+        try:
+            text = socket.inet_ntop(socket.AF_INET6, socket.inet_pton(socket.AF_INET6, text))
+        except (OSError, ValueError):
+            raise Bad(name, _("%(value)s is not an IP address.") % {"value": value[:60]}) from None
+        if text == "::":
+            raise Bad(name, _(":: is not a host address.")) from None
+        return text
+    if text in ("0.0.0.0", "255.255.255.255"):  # noqa: S104  (a value read, not an address bound)
+        raise Bad(name, _("%(value)s is not a host address.") % {"value": text})
+    return text
+
+
+def normalise_port(name: str, value: str) -> int:
+    text = str(value).strip()
+    if not text.isdigit() or not text.isascii() or int(text) > 65535:
+        raise Bad(name, _("%(value)s is not a port number (0 to 65535).") % {"value": str(value)[:40]})
+    return int(text)
+
+
+def normalise_asn(name: str, value: str) -> int:
+    text = str(value).strip()
+    if text[:2].upper() == "AS":
+        text = text[2:]
+    if not text.isdigit() or not text.isascii() or not 0 < int(text) < 2**32:
+        raise Bad(name, _("%(value)s is not an AS number.") % {"value": str(value)[:40]})
+    return int(text)
+
+
+def normalise_fqdn(name: str, value: str) -> str:
+    text = value.strip().rstrip(".").lower()
+    if _LDH.match(text):
+        return text
+    try:
+        text = normalise_domain(value)
+    except ValueError:
+        raise Bad(name, _("%(value)s is not a domain name.") % {"value": value[:80]}) from None
+    if len(text) > 253:
+        raise Bad(name, _("The domain name is longer than 253 characters."))
+    return text
+
+
+def normalise_url(name: str, value: str) -> tuple[str, str, str]:
+    """The URL with its scheme and host in lower case (the host in IDNA), and its host as an IP
+    address or a domain name (for routing when the line names neither)."""
+    text = value.strip()
+    bad = Bad(name, _("%(value)s is not a URL.") % {"value": value[:80]})
+    if len(text) > 2048:
+        raise Bad(name, _("The URL is longer than 2048 characters."))
+    try:
+        parts = urlsplit(text)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        raise bad from None
+    if not parts.scheme or not parts.netloc or not host or any(c.isspace() for c in text):
+        raise bad
+    ip, fqdn = "", ""
+    try:
+        ip = normalise_ip(name, host)
+    except Bad:
+        try:
+            fqdn = host = normalise_fqdn(name, host)
+        except Bad:
+            raise bad from None
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None:
+        netloc += f":{port}"
+    if parts.username or parts.password:
+        netloc = parts.netloc.rpartition("@")[0] + "@" + netloc
+    return urlunsplit((parts.scheme.lower(), netloc, parts.path, parts.query, parts.fragment)), ip, fqdn
+
+
+def normalise_country(name: str, value: str) -> str:
+    text = value.strip().upper()
+    if len(text) != 2 or not text.isascii() or not text.isalpha():
+        raise Bad(name, _("%(value)s is not a two-letter country code.") % {"value": value[:40]})
+    return text
+
+
+class TimeReader:
+    """Timestamps to UTC: ISO 8601 (naive means UTC) or seconds since 1970 (milliseconds when
+    larger than any second count could be). Memoised: a feed repeats its timestamps."""
+
+    def __init__(self, now: datetime) -> None:
+        self.latest = now + FUTURE_SLACK
+        self.memo: dict[str, datetime] = {}
+
+    def __call__(self, value: Any) -> datetime:
+        text = str(value).strip()
+        found = self.memo.get(text)
+        if found is not None:
+            return found
+        moment = self._parse(text)
+        if not EARLIEST <= moment <= self.latest:
+            raise Bad(
+                "time",
+                _("%(value)s is impossible: before 1990 or more than a day ahead.") % {"value": text[:40]},
+            )
+        if len(self.memo) < 100_000:
+            self.memo[text] = moment
+        return moment
+
+    def _parse(self, text: str) -> datetime:
+        bad = Bad("time", _("%(value)s is not a timestamp.") % {"value": text[:40]})
+        if not text or not text.isascii():
+            raise bad
+        try:
+            if text.replace(".", "", 1).isdigit():
+                seconds = float(text)
+                if seconds > 1e11:
+                    seconds /= 1000
+                return datetime.fromtimestamp(seconds, UTC)
+            moment = datetime.fromisoformat(text)
+        except (ValueError, OverflowError, OSError):
+            raise bad from None
+        if moment.tzinfo is None:
+            return moment.replace(tzinfo=UTC)
+        try:
+            return moment.astimezone(UTC)
+        except OverflowError:
+            raise bad from None
+
+
+# --- reading lines -------------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    """What one chunk produced, before it is written."""
+
+    read: int = 0
+    events: list[dict[str, Any]] = field(default_factory=list)
+    dead: list[tuple[int, str, str, str]] = field(default_factory=list)  # line, field, reason, raw
+    duplicates: int = 0
+
+    def reject(self, line: int, field_name: str, reason: str, raw: str) -> None:
+        self.dead.append((line, field_name[:40], reason[:300], raw[:RAW_KEPT].replace("\x00", "")))
+
+
+class Chain:
+    """Reads lines of a feed with a run's options into normalised, classified events."""
+
+    def __init__(self, options: dict[str, Any], header: Sequence[str], now: datetime) -> None:
+        self.options = options
+        self.time = TimeReader(now)
+        self.now = now
+        self.taxonomy_mapping = {str(k).strip().lower(): v for k, v in options["taxonomy_mapping"].items()}
+        self.default_type = options["classification_type"]
+        self.window = int(options["dedup_window"])
+        self.key_fields = [f for f in options["dedup_fields"] if f in EVENT_FIELDS and f != "time"]
+        self.columns = self._columns(header)
+        self.source_keys = self._json_keys()
+
+    # Where each field comes from: a CSV column index, or JSON keys to try.
+    def _columns(self, header: Sequence[str]) -> dict[str, int]:
+        if self.options["format"] != "csv":
+            return {}
+        mapping = self.options["mapping"]
+        columns: dict[str, int] = {}
+        positions = {name: i for i, name in enumerate(header)}
+        for name in (*EVENT_FIELDS, "classification"):
+            wanted = mapping.get(name)
+            if wanted in (None, ""):
+                if name in positions:
+                    columns[name] = positions[name]
+                continue
+            if header:
+                if str(wanted) not in positions:
+                    raise ValueError(
+                        _("The column %(column)s mapped to %(field)s is not in the header.")
+                        % {"column": str(wanted)[:60], "field": name}
+                    )
+                columns[name] = positions[str(wanted)]
+            else:
+                columns[name] = int(wanted) - 1
+        if "classification" in columns and "classification_type" not in columns:
+            columns["classification_type"] = columns.pop("classification")
+        columns.pop("classification", None)
+        return columns
+
+    def _json_keys(self) -> dict[str, tuple[str, ...]]:
+        mapping = self.options["mapping"]
+        keys: dict[str, tuple[str, ...]] = {}
+        for name in EVENT_FIELDS:
+            if mapping.get(name):
+                keys[name] = (str(mapping[name]),)
+            else:
+                keys[name] = (name, INTELMQ_NAMES[name]) if name in INTELMQ_NAMES else (name,)
+        keys["classification_type"] = (*keys["classification_type"], "classification")
+        return keys
+
+    def lines(self, data: bytes, first_line: int, outcome: Outcome) -> list[tuple[int, str]]:
+        """(line number, text) of the non-blank lines; undecodable, NUL-holding and huge lines
+        become dead letters."""
+        encoding = self.options["encoding"]
+        pieces = data.split(b"\n")
+        if pieces and pieces[-1] == b"":
+            pieces.pop()
+        out: list[tuple[int, str]] = []
+        try:
+            text = data.decode(encoding)
+        except UnicodeDecodeError:
+            text = None
+        if text is not None and "\x00" not in text:
+            decoded = text.split("\n")
+            if decoded and decoded[-1] == "":
+                decoded.pop()
+            if all(len(p) <= MAX_LINE_BYTES for p in pieces):
+                for number, line in enumerate(decoded, first_line):
+                    if line.endswith("\r"):
+                        line = line[:-1]
+                    if line.strip():
+                        out.append((number, line))
+                outcome.read = len(out)
+                return out
+        for number, raw in enumerate(pieces, first_line):
+            raw = raw.removesuffix(b"\r")
+            if not raw.strip():
+                continue
+            outcome.read += 1
+            shown = raw[:RAW_KEPT].decode(encoding, errors="replace")
+            if len(raw) > MAX_LINE_BYTES:
+                outcome.reject(
+                    number, "", _("The line is longer than %(n)s bytes.") % {"n": MAX_LINE_BYTES}, shown
+                )
+                continue
+            try:
+                line = raw.decode(encoding)
+            except UnicodeDecodeError as exc:
+                outcome.reject(
+                    number,
+                    "",
+                    _(
+                        "The line is not valid %(encoding)s (byte %(byte)s at position %(at)s): "
+                        "set the feed's encoding."
+                    )
+                    % {"encoding": encoding, "byte": f"0x{raw[exc.start]:02x}", "at": exc.start + 1},
+                    shown,
+                )
+                continue
+            if "\x00" in line:
+                outcome.reject(number, "", _("The line holds NUL characters."), shown)
+                continue
+            out.append((number, line))
+        return out
+
+    def records(
+        self, lines: list[tuple[int, str]], outcome: Outcome
+    ) -> Iterable[tuple[int, str, dict[str, Any]]]:
+        """(line, raw text, field -> raw value) of each line that parses."""
+        if self.options["format"] == "csv":
+            yield from self._csv_records(lines, outcome)
+        else:
+            yield from self._json_records(lines, outcome)
+
+    def _csv_records(
+        self, lines: list[tuple[int, str]], outcome: Outcome
+    ) -> Iterable[tuple[int, str, dict[str, Any]]]:
+        dialect = _dialect(self.options)
+        rows: list[list[str]] | None = None
+        if not any("\r" in text or "\n" in text for _n, text in lines):
+            reader = csv.reader((text for _n, text in lines), **dialect)
+            try:
+                rows = list(reader)
+            except csv.Error:
+                rows = None
+            if rows is not None and (len(rows) != len(lines) or reader.line_num != len(lines)):
+                rows = None  # a quoted field ran over a line end: read line by line
+        if rows is None:
+            rows = []
+            for number, text in lines:
+                try:
+                    rows.append(next(csv.reader([text], **dialect), []))
+                except csv.Error as exc:
+                    outcome.reject(number, "", _("Malformed CSV: %(error)s") % {"error": exc}, text)
+                    rows.append([])
+        columns = list(self.columns.items())
+        needed = max((i for _f, i in columns), default=-1) + 1
+        for (number, text), row in zip(lines, rows, strict=True):
+            if not row:
+                continue
+            if len(row) < needed:
+                outcome.reject(
+                    number,
+                    "",
+                    _("The line has %(found)s columns; the mapping reads column %(needed)s.")
+                    % {"found": len(row), "needed": needed},
+                    text,
+                )
+                continue
+            yield number, text, {name: row[i] for name, i in columns}
+
+    def _json_records(
+        self, lines: list[tuple[int, str]], outcome: Outcome
+    ) -> Iterable[tuple[int, str, dict[str, Any]]]:
+        keys = list(self.source_keys.items())
+        for number, text in lines:
+            try:
+                data = orjson.loads(text)
+            except orjson.JSONDecodeError as exc:
+                outcome.reject(number, "", _("Not valid JSON: %(error)s") % {"error": str(exc)[:200]}, text)
+                continue
+            if not isinstance(data, dict):
+                outcome.reject(number, "", _("The line is not a JSON object."), text)
+                continue
+            values: dict[str, Any] = {}
+            problem = ""
+            for name, candidates in keys:
+                for key in candidates:
+                    value = data.get(key)
+                    if value is None:
+                        continue
+                    if isinstance(value, dict | list | bool):
+                        problem = name
+                    else:
+                        values[name] = value if isinstance(value, str) else str(value)
+                    break
+                if problem:
+                    break
+            if problem:
+                outcome.reject(number, problem, _("A text or number is expected here."), text)
+                continue
+            yield number, text, values
+
+    def event(self, values: dict[str, Any]) -> dict[str, Any]:
+        """A normalised, classified event from a line's raw values; raises ``Bad``."""
+        out: dict[str, Any] = {}
+        raw_time = values.get("time")
+        out["time"] = self.time(raw_time) if raw_time not in (None, "") else self.now
+        for side in ("source", "destination"):
+            ip = values.get(f"{side}_ip")
+            out[f"{side}_ip"] = normalise_ip(f"{side}_ip", ip) if ip else ""
+            port = values.get(f"{side}_port")
+            out[f"{side}_port"] = normalise_port(f"{side}_port", port) if port not in (None, "") else None
+            asn = values.get(f"{side}_asn")
+            out[f"{side}_asn"] = normalise_asn(f"{side}_asn", asn) if asn not in (None, "") else None
+            fqdn = values.get(f"{side}_fqdn")
+            out[f"{side}_fqdn"] = normalise_fqdn(f"{side}_fqdn", fqdn) if fqdn else ""
+            url = values.get(f"{side}_url")
+            if url:
+                out[f"{side}_url"], host_ip, host_name = normalise_url(f"{side}_url", url)
+                if not out[f"{side}_ip"] and host_ip:
+                    out[f"{side}_ip"] = host_ip
+                if not out[f"{side}_fqdn"] and host_name:
+                    out[f"{side}_fqdn"] = host_name
+            else:
+                out[f"{side}_url"] = ""
+            country = values.get(f"{side}_country")
+            out[f"{side}_country"] = normalise_country(f"{side}_country", country) if country else ""
+        out["classification_type"] = kind = self.classify(values.get("classification_type"))
+        out["classification_taxonomy"] = TAXONOMY_OF[kind]
+        return out
+
+    def classify(self, raw: Any) -> str:
+        if raw in (None, ""):
+            return self.default_type
+        text = str(raw).strip().lower()
+        kind = self.taxonomy_mapping.get(text, text)
+        if kind not in TAXONOMY_OF:
+            raise Bad(
+                "classification_type",
+                _("%(value)s is not an RSIT type: map it in the feed's taxonomy mapping.")
+                % {"value": str(raw)[:60]},
+            )
+        return kind
+
+    def dedup_key(self, event: dict[str, Any], run_id: int, line: int) -> int:
+        if self.window <= 0:
+            material = f"line\x1f{run_id}\x1f{line}"
+        else:
+            bucket = int(event["time"].timestamp()) // self.window
+            material = "\x1f".join([str(bucket), *(str(event[f]) for f in self.key_fields)])
+        return int.from_bytes(hashlib.blake2b(material.encode(), digest_size=8).digest(), "big", signed=True)
+
+    def run(self, data: bytes, first_line: int, run_id: int) -> Outcome:
+        """Every line of a chunk's bytes through parse, normalise, classify and de-duplicate."""
+        outcome = Outcome()
+        lines = self.lines(data, first_line, outcome)
+        seen: set[int] = set()
+        events = outcome.events
+        for number, text, values in self.records(lines, outcome):
+            try:
+                event = self.event(values)
+            except Bad as bad:
+                outcome.reject(number, bad.field, bad.reason, text)
+                continue
+            key = self.dedup_key(event, run_id, number)
+            if key in seen:
+                outcome.duplicates += 1
+                continue
+            seen.add(key)
+            event["line"], event["dedup_key"] = number, key
+            events.append(event)
+        return outcome
+
+
+# --- routing ---------------------------------------------------------------------------------------
+
+
+def route(events: list[dict[str, Any]]) -> list[tuple[int, ...]]:
+    """The organisations each event goes to, in one batch per kind of lookup: the most specific
+    network holding its source IP, else the AS of its source, else its source domain; the same
+    with the destination when the source names no one."""
+    index = resolution.current()
+    owners: list[tuple[int, ...]] = [()] * len(events)
+    for side in ("source", "destination"):
+        pending = [i for i, owner in enumerate(owners) if not owner]
+        if not pending:
+            break
+        _route_by(index.resolve_ips, events, pending, owners, f"{side}_ip", ipv4_first=True)
+        pending = [i for i in pending if not owners[i]]
+        _route_by(index.resolve_asns, events, pending, owners, f"{side}_asn")
+        pending = [i for i in pending if not owners[i]]
+        _route_by(index.resolve_domains, events, pending, owners, f"{side}_fqdn")
+    return owners
+
+
+def _route_by(
+    resolve: Callable[[Sequence[Any]], list[tuple[int, ...] | None]],
+    events: list[dict[str, Any]],
+    pending: list[int],
+    owners: list[tuple[int, ...]],
+    name: str,
+    *,
+    ipv4_first: bool = False,
+) -> None:
+    asked = [i for i in pending if events[i][name] not in ("", None)]
+    if not asked:
+        return
+    if ipv4_first:  # the index resolves a list of IPv4 addresses alone in one vectorised step
+        groups = [
+            [i for i in asked if ":" not in events[i][name]],
+            [i for i in asked if ":" in events[i][name]],
+        ]
+    else:
+        groups = [asked]
+    for group in groups:
+        if not group:
+            continue
+        distinct = list(dict.fromkeys(events[i][name] for i in group))
+        found = dict(zip(distinct, resolve(distinct), strict=True))
+        for i in group:
+            owners[i] = found[events[i][name]] or ()
+
+
+# --- writing a chunk --------------------------------------------------------------------------------
+
+EVENT_COLUMNS = (
+    "created_at",
+    "origin_organisation",
+    "tlp",
+    "feed",
+    "run",
+    "line",
+    "is_routed",
+    "dedup_key",
+    *EVENT_FIELDS,
+)
+
+
+def _existing_keys(feed_id: int, keys: list[int]) -> set[int]:
+    found: set[int] = set()
+    for start in range(0, len(keys), KEY_BATCH):
+        batch = keys[start : start + KEY_BATCH]
+        found.update(
+            Event.objects.filter(feed_id=feed_id, dedup_key__in=batch).values_list("dedup_key", flat=True)
+        )
+    return found
+
+
+def process_chunk(chunk_id: int) -> str:
+    """Run one chunk through the chain and write it. Safe to run again at any time."""
+    chunk = Chunk.objects.select_related("run__feed").filter(pk=chunk_id).first()
+    if chunk is None:
+        return f"chunk {chunk_id}: gone"
+    if chunk.done:
+        return f"chunk {chunk_id}: already done"
+    run = chunk.run
+    now = timezone.now()
+    Chunk.objects.filter(pk=chunk.pk).update(started_at=now)
+    Run.objects.filter(pk=run.pk, status=RunStatus.QUEUED).update(status=RunStatus.RUNNING)
+    path = Path(run.path)
+    if not path.is_file():
+        _fail(run, _("The run's file is gone from the node's var folder; upload it again."))
+        return f"chunk {chunk_id}: file gone"
+    with path.open("rb") as handle:
+        handle.seek(chunk.start_byte)
+        data = handle.read(chunk.end_byte - chunk.start_byte)
+    try:
+        chain = Chain(run.options, run.header, run.created_at)
+    except (ValueError, KeyError) as exc:
+        _fail(run, str(exc))
+        return f"chunk {chunk_id}: {exc}"
+    outcome = chain.run(data, chunk.first_line, run.pk)
+    del data
+    owners = route(outcome.events)
+    written = write_chunk(chunk, run, outcome, owners)
+    return f"chunk {chunk_id}: {written}"
+
+
+def write_events(run: Run, outcome: Outcome, owners: list[tuple[int, ...]]) -> dict[str, int]:
+    """Write the events of ``outcome`` that no earlier chunk or run stored (with their
+    recipients) and its dead letters. Call inside the transaction that records the work done."""
+    feed = run.feed
+    created = timezone.now()
+    existing = _existing_keys(feed.pk, [e["dedup_key"] for e in outcome.events])
+    rows, targets = [], []
+    duplicates, routed = outcome.duplicates, 0
+    for event, owner in zip(outcome.events, owners, strict=True):
+        if event["dedup_key"] in existing:
+            duplicates += 1
+            continue
+        routed += bool(owner)
+        rows.append(
+            (
+                created,
+                feed.owner_id,
+                feed.default_tlp,
+                feed.pk,
+                run.pk,
+                event["line"],
+                bool(owner),
+                event["dedup_key"],
+                *(event[name] for name in EVENT_FIELDS),
+            )
+        )
+        targets.append((owner, event["time"]))
+    ids = bulk.insert_returning_ids(Event, EVENT_COLUMNS, rows) if rows else []
+    bulk.insert(
+        EventRecipient,
+        ("event", "organisation", "time"),
+        [
+            (event_id, org, time)
+            for event_id, (owner, time) in zip(ids, targets, strict=True)
+            for org in owner
+        ],
+    )
+    bulk.insert(DeadLetter, ("run", "line", "field", "reason", "raw"), [(run.pk, *d) for d in outcome.dead])
+    return {"duplicates": duplicates, "routed": routed, "unrouted": len(rows) - routed}
+
+
+def write_chunk(chunk: Chunk, run: Run, outcome: Outcome, owners: list[tuple[int, ...]]) -> str:
+    """Write a chunk's events, dead letters and completion in one transaction, unless another
+    attempt wrote it first."""
+    with transaction.atomic():
+        if not Chunk.objects.select_for_update().filter(pk=chunk.pk, done=False).exists():
+            return "already done"
+        written = write_events(run, outcome, owners)
+        counts = {
+            "read": outcome.read,
+            "invalid": len(outcome.dead),
+            "parsed": outcome.read - len(outcome.dead),
+            **written,
+        }
+        Chunk.objects.filter(pk=chunk.pk).update(done=True, finished_at=timezone.now(), **counts)
+        # The run's row is locked last, so chunks written at the same time on PostgreSQL queue
+        # here and the last one sees every other chunk done.
+        locked = Run.objects.select_for_update().get(pk=run.pk)
+        Run.objects.filter(pk=run.pk).update(
+            chunks_done=F("chunks_done") + 1, **{name: F(name) + value for name, value in counts.items()}
+        )
+        if locked.chunks_done + 1 >= locked.chunk_count:
+            finish_run(run)
+    return ", ".join(f"{name} {value}" for name, value in counts.items())
+
+
+def finish_run(run: Run) -> None:
+    """Mark a run whose chunks are all written as done, with one audit entry of its counts."""
+    Run.objects.filter(pk=run.pk).update(status=RunStatus.DONE, finished_at=timezone.now())
+    run.refresh_from_db()
+    audit.record(
+        "pipeline.run_finished",
+        obj=run,
+        organisation=run.feed.owner,
+        details={
+            "feed": run.feed.name,
+            "file": run.file_name,
+            **{name: getattr(run, name) for name in COUNTS},
+        },
+    )
+
+
+def _fail(run: Run, message: str) -> None:
+    with transaction.atomic():
+        updated = (
+            Run.objects.filter(pk=run.pk)
+            .exclude(status=RunStatus.DONE)
+            .update(status=RunStatus.FAILED, message=message[:2000], finished_at=timezone.now())
+        )
+        if updated:
+            audit.record(
+                "pipeline.run_failed",
+                obj=run,
+                organisation=run.feed.owner,
+                details={"feed": run.feed.name, "file": run.file_name, "reason": message[:300]},
+            )

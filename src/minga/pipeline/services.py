@@ -1,0 +1,452 @@
+"""Domain operations of the pipeline: registering and changing feeds, starting runs (the file
+kept first, then split into chunks queued as tasks), re-processing dead letters, exporting
+events and purging expired ones. Each change is one transaction with its audit entry."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import logging
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from minga.core import audit
+from minga.core.choices import Role
+from minga.core.models import Membership, Organisation, User
+from minga.core.spreadsheet import neutralise
+from minga.pipeline import processing
+from minga.pipeline.choices import TAXONOMY_OF, FeedFormat, RunSource, RunStatus
+from minga.pipeline.models import EVENT_FIELDS, FEED_TLPS, Chunk, DeadLetter, Event, Feed, Run
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AnonymousUser
+
+logger = logging.getLogger(__name__)
+
+MANAGING_ROLES = (Role.NODE_ADMIN, Role.ORG_ADMIN, Role.ANALYST)
+FEED_FIELDS = (
+    "name",
+    "description",
+    "format",
+    "encoding",
+    "mapping",
+    "delimiter",
+    "quotechar",
+    "has_header",
+    "default_tlp",
+    "classification_type",
+    "taxonomy_mapping",
+    "dedup_window",
+    "dedup_fields",
+    "retention_days",
+    "is_active",
+)
+MAPPABLE = (*EVENT_FIELDS, "classification")
+MAX_EXPORT = 100_000  # events per export; narrow the filters for more
+
+
+# --- who may do what ------------------------------------------------------------------------------
+
+
+def may_manage(actor: User | AnonymousUser | None, organisation: Organisation | int) -> bool:
+    """Analysts and admins of an organisation manage its feeds and runs; the node's operator
+    (no actor, on the command line) any organisation's."""
+    if actor is None:
+        return True
+    if not actor.is_authenticated or not actor.is_active:
+        return False
+    org_id = organisation if isinstance(organisation, int) else organisation.pk
+    return Membership.objects.filter(
+        user_id=actor.pk, organisation_id=org_id, is_active=True, role__in=MANAGING_ROLES
+    ).exists()
+
+
+def feeds_visible_to(user: User | AnonymousUser | None) -> QuerySet[Feed]:
+    """A feed (its settings, runs and dead letters) is its owner's: active members of the
+    owning organisation see it. Dead letters hold raw lines that were routed to no one yet, so
+    they stay with the feed's owner, like the events the owner originates."""
+    if user is None or not user.is_authenticated or not user.is_active:
+        return Feed.objects.none()
+    return Feed.objects.filter(
+        owner__memberships__user_id=user.pk, owner__memberships__is_active=True
+    ).distinct()
+
+
+def runs_visible_to(user: User | AnonymousUser | None) -> QuerySet[Run]:
+    return Run.objects.filter(feed__in=feeds_visible_to(user)).select_related("feed", "feed__owner")
+
+
+def _check_manage(actor: User | AnonymousUser | None, organisation: Organisation | int) -> None:
+    if not may_manage(actor, organisation):
+        raise PermissionDenied(_("Only analysts and admins of the feed's owner may do this."))
+
+
+# --- feeds -----------------------------------------------------------------------------------------
+
+
+def _validate(feed: Feed) -> None:
+    errors: dict[str, str] = {}
+    if feed.default_tlp not in FEED_TLPS:
+        errors["default_tlp"] = _(
+            "Events are shared with organisations: TLP:RED (named people only) is not a feed's level."
+        )
+    if not isinstance(feed.mapping, dict) or any(
+        k not in MAPPABLE or not isinstance(v, str | int) or isinstance(v, bool)
+        for k, v in feed.mapping.items()
+    ):
+        errors["mapping"] = _(
+            "Map event fields (%(fields)s) to column names, numbers from 1, or JSON keys."
+        ) % {"fields": ", ".join(MAPPABLE)}
+    elif (
+        not feed.has_header
+        and feed.format == FeedFormat.CSV
+        and any(
+            not (str(v).isascii() and str(v).isdigit() and 0 < int(str(v)) < 10_000)
+            for v in feed.mapping.values()
+        )
+    ):
+        errors["mapping"] = _("Without a header, columns are numbers from 1.")
+    if not isinstance(feed.taxonomy_mapping, dict) or any(
+        not isinstance(k, str) or v not in TAXONOMY_OF for k, v in feed.taxonomy_mapping.items()
+    ):
+        errors["taxonomy_mapping"] = _('Map values of the feed to RSIT types, e.g. {"scan": "scanner"}.')
+    if not isinstance(feed.dedup_fields, list) or any(
+        f not in EVENT_FIELDS or f == "time" for f in feed.dedup_fields
+    ):
+        errors["dedup_fields"] = _("The key is a list of event fields other than time: %(fields)s.") % {
+            "fields": ", ".join(EVENT_FIELDS[1:])
+        }
+    if feed.delimiter in ("", "\n", "\r", feed.quotechar) or feed.quotechar in ("", "\n", "\r"):
+        errors["delimiter"] = _(
+            "The delimiter and the quote character are two different characters, not line ends."
+        )
+    if errors:
+        raise ValidationError(errors)
+    feed.full_clean(exclude=["owner"])
+
+
+def register_feed(actor: User | AnonymousUser | None, owner: Organisation, **fields: Any) -> Feed:
+    """Register a feed that ``owner`` receives. Analysts and admins of the owner may; audited
+    (``pipeline.feed_registered``)."""
+    _check_manage(actor, owner)
+    unknown = set(fields) - set(FEED_FIELDS)
+    if unknown:
+        raise ValidationError({name: _("Unknown field.") for name in sorted(unknown)})
+    feed = Feed(owner=owner, **fields)
+    _validate(feed)
+    with transaction.atomic():
+        feed.save()
+        audit.record(
+            "pipeline.feed_registered",
+            actor=actor,
+            obj=feed,
+            organisation=owner,
+            details={name: getattr(feed, name) for name in FEED_FIELDS if name != "description"},
+        )
+    return feed
+
+
+def change_feed(actor: User | AnonymousUser | None, feed: Feed, **changes: Any) -> Feed:
+    """Change a feed's settings; runs already started keep the options they started with.
+    Audited (``pipeline.feed_changed``, with the old and new values)."""
+    _check_manage(actor, feed.owner_id)
+    unknown = set(changes) - set(FEED_FIELDS)
+    if unknown:
+        raise ValidationError({name: _("Unknown field.") for name in sorted(unknown)})
+    before = {name: getattr(feed, name) for name in changes}
+    for name, value in changes.items():
+        setattr(feed, name, value)
+    _validate(feed)
+    changed = {name: [before[name], value] for name, value in changes.items() if before[name] != value}
+    with transaction.atomic():
+        feed.save()
+        if changed:
+            audit.record(
+                "pipeline.feed_changed", actor=actor, obj=feed, organisation=feed.owner, details=changed
+            )
+    return feed
+
+
+def delete_feed(actor: User | AnonymousUser | None, feed: Feed) -> None:
+    """Delete a feed with its runs, events and dead letters, and the runs' files. Audited
+    (``pipeline.feed_deleted``, with how many events went)."""
+    _check_manage(actor, feed.owner_id)
+    paths = [Path(p) for p in feed.runs.values_list("path", flat=True)]
+    with transaction.atomic():
+        events = Event.objects.filter(feed=feed).count()
+        audit.record(
+            "pipeline.feed_deleted",
+            actor=actor,
+            obj=feed,
+            organisation=feed.owner,
+            details={"name": feed.name, "events": events},
+        )
+        Event.objects.filter(feed=feed).delete()
+        feed.delete()
+    for path in paths:
+        path.unlink(missing_ok=True)
+
+
+# --- runs ------------------------------------------------------------------------------------------
+
+
+def runs_folder() -> Path:
+    folder = Path(settings.VAR_DIR) / "pipeline-runs"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def start_run(
+    actor: User | AnonymousUser | None,
+    feed: Feed,
+    pieces: Iterable[bytes],
+    file_name: str,
+    *,
+    source: str = RunSource.UPLOAD,
+    queue: bool = True,
+    chunk_lines: int = processing.CHUNK_LINES,
+) -> Run:
+    """Keep a file of ``feed`` under the node's var folder (before anything reads it), split it
+    into chunks of ``chunk_lines`` lines and, with ``queue``, queue one task per chunk (or leave
+    them for ``run_inline``). A file that is not lines of text at all fails the run with the
+    reason. Analysts and admins of the feed's owner may; audited (``pipeline.run_started``)."""
+    _check_manage(actor, feed.owner_id)
+    if not feed.is_active:
+        raise ValidationError({"feed": _("The feed %(name)s is not active.") % {"name": feed.name}})
+    run = Run(
+        feed=feed,
+        source=source,
+        file_name=file_name.replace("\x00", "")[:200] or "upload",
+        options=feed.options(),
+        created_by=actor if actor is not None and actor.is_authenticated else None,
+    )
+    path = runs_folder() / f"{run.uuid}.raw"
+    digest, size = hashlib.sha256(), 0
+    with path.open("wb") as out:
+        for piece in pieces:
+            out.write(piece)
+            digest.update(piece)
+            size += len(piece)
+    run.path, run.file_size, run.sha256 = str(path), size, digest.hexdigest()
+    try:
+        split = processing.split_file(path, run.options, chunk_lines)
+        run.header = split.header
+        processing.Chain(run.options, split.header, timezone.now())  # the mapping fits the header
+    except ValueError as exc:
+        split = processing.Split([], [])
+        run.status, run.message, run.finished_at = RunStatus.FAILED, str(exc), timezone.now()
+    if run.status != RunStatus.FAILED and not split.ranges:
+        run.status, run.finished_at = RunStatus.DONE, timezone.now()
+    run.chunk_count = len(split.ranges)
+    from minga.pipeline.tasks import process_chunk
+
+    with transaction.atomic():
+        run.save()
+        chunks = Chunk.objects.bulk_create(
+            Chunk(run=run, number=n, start_byte=s, end_byte=e, first_line=f, line_count=c)
+            for n, (s, e, f, c) in enumerate(split.ranges, 1)
+        )
+        audit.record(
+            "pipeline.run_started",
+            actor=actor,
+            obj=run,
+            organisation=feed.owner,
+            details={
+                "feed": feed.name,
+                "file": run.file_name,
+                "bytes": size,
+                "sha256": run.sha256,
+                "source": source,
+                "chunks": len(chunks),
+                "status": run.status,
+                **({"reason": run.message[:300]} if run.message else {}),
+            },
+        )
+        if queue:
+            ids = list(Chunk.objects.filter(run=run).order_by("number").values_list("pk", flat=True))
+            transaction.on_commit(lambda: _enqueue(process_chunk, ids))
+    return run
+
+
+def _enqueue(task: Any, chunk_ids: list[int]) -> None:
+    for chunk_id in chunk_ids:
+        result = task.enqueue(chunk_id)
+        Chunk.objects.filter(pk=chunk_id).update(task_id=str(result.id)[:64])
+
+
+def run_inline(run: Run, progress: Callable[[Run], None] | None = None) -> Run:
+    """Process a run's chunks in this process, in order (the command line without --queue)."""
+    for chunk_id in run.chunks.filter(done=False).order_by("number").values_list("pk", flat=True):
+        processing.process_chunk(chunk_id)
+        if progress is not None:
+            progress(Run.objects.get(pk=run.pk))
+    run.refresh_from_db()
+    return run
+
+
+def resume_stalled(older_than: timedelta) -> int:
+    """Queue again the chunks of unfinished runs whose task was lost: a worker killed in the
+    middle of one leaves it marked running for ever. A chunk is stalled when it is not done and
+    no task for it is waiting, and its last start (if any) is older than ``older_than``. Safe:
+    a chunk is written once whoever processes it. Returns how many were queued."""
+    from django_tasks_db.models import DBTaskResult
+
+    from minga.pipeline.tasks import process_chunk
+
+    cutoff = timezone.now() - older_than
+    stalled = Chunk.objects.filter(done=False, run__status__in=(RunStatus.QUEUED, RunStatus.RUNNING)).filter(
+        Q(started_at__lt=cutoff) | Q(started_at__isnull=True, run__created_at__lt=cutoff)
+    )
+    queued = []
+    for chunk_id in stalled.values_list("pk", flat=True)[:10_000]:
+        tasks = DBTaskResult.objects.filter(task_path=process_chunk.module_path, args_kwargs__args=[chunk_id])
+        if tasks.filter(status="READY").exists():
+            continue
+        if tasks.filter(status="RUNNING", started_at__gte=cutoff).exists():
+            continue
+        queued.append(chunk_id)
+    _enqueue(process_chunk, queued)
+    if queued:
+        logger.warning("queued %d stalled chunks again", len(queued))
+    return len(queued)
+
+
+# --- dead letters ------------------------------------------------------------------------------------
+
+
+def reprocess_dead_letters(actor: User | AnonymousUser | None, run: Run) -> dict[str, int]:
+    """Read a run's dead letters again with the feed's current options (after the mapping was
+    fixed): the lines that now pass become events (de-duplicated and routed as any other) and
+    leave the dead letters; the run's counts follow. One transaction; audited
+    (``pipeline.dead_letters_reprocessed``)."""
+    feed = run.feed
+    _check_manage(actor, feed.owner_id)
+    options = feed.options()
+    letters = list(DeadLetter.objects.filter(run=run).order_by("line").values_list("pk", "line", "raw"))
+    try:
+        chain = processing.Chain(options, run.header, run.created_at)
+    except ValueError as exc:
+        raise ValidationError({"mapping": str(exc)}) from exc
+    outcome = processing.Outcome()
+    lines = [(line, raw) for _pk, line, raw in letters]
+    seen: set[int] = set()
+    for number, text, values in list(chain.records(lines, outcome)):
+        try:
+            event = chain.event(values)
+        except processing.Bad as bad:
+            outcome.reject(number, bad.field, bad.reason, text)
+            continue
+        key = chain.dedup_key(event, run.pk, number)
+        if key in seen:
+            outcome.duplicates += 1
+            continue
+        seen.add(key)
+        event["line"], event["dedup_key"] = number, key
+        outcome.events.append(event)
+    owners = processing.route(outcome.events)
+    with transaction.atomic():
+        locked = Run.objects.select_for_update().get(pk=run.pk)
+        DeadLetter.objects.filter(pk__in=[pk for pk, _line, _raw in letters]).delete()
+        counts = processing.write_events(locked, outcome, owners)
+        still = DeadLetter.objects.filter(run=run).count()
+        Run.objects.filter(pk=run.pk).update(
+            invalid=still,
+            parsed=locked.read - still,
+            duplicates=locked.duplicates + counts["duplicates"],
+            routed=locked.routed + counts["routed"],
+            unrouted=locked.unrouted + counts["unrouted"],
+        )
+        result = {
+            "reprocessed": len(letters),
+            "stored": counts["routed"] + counts["unrouted"],
+            "still_invalid": len(outcome.dead),
+            **counts,
+        }
+        audit.record(
+            "pipeline.dead_letters_reprocessed",
+            actor=actor,
+            obj=run,
+            organisation=feed.owner,
+            details={"feed": feed.name, **result},
+        )
+    return result
+
+
+# --- exports and retention ---------------------------------------------------------------------------
+
+EXPORT_COLUMNS = ("id", *EVENT_FIELDS, "feed", "tlp", "routed_to", "run", "line")
+
+
+def export_events(
+    actor: User | AnonymousUser | None, events: QuerySet[Event], *, fmt: str, scope: str
+) -> bytes:
+    """``events`` (already narrowed to what ``actor`` may read, at most ``MAX_EXPORT``) as CSV
+    (cells a spreadsheet would run as formulas neutralised) or JSON. Audited
+    (``pipeline.events_exported``), whatever the TLP."""
+    from minga.pipeline import queries
+
+    if fmt not in ("csv", "json"):
+        raise ValidationError({"format": _("Unknown format %(value)s.") % {"value": str(fmt)[:20]}})
+    rows = queries.export_rows(events[:MAX_EXPORT])
+    if fmt == "json":
+        document = orjson.dumps(rows)
+    else:
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(EXPORT_COLUMNS)
+        for row in rows:
+            writer.writerow([neutralise(_cell(row[name])) for name in EXPORT_COLUMNS])
+        document = out.getvalue().encode()
+    audit.record(
+        "pipeline.events_exported",
+        actor=actor,
+        details={
+            "scope": scope[:200],
+            "events": len(rows),
+            "format": fmt,
+            "tlp": sorted({r["tlp"] for r in rows}),
+        },
+    )
+    return document
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return " ".join(str(v) for v in value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def purge_expired(now: datetime | None = None) -> dict[str, int]:
+    """Delete the events older than their feed's retention period, feed by feed; each purge
+    that deletes something is audited (``pipeline.events_purged``, by the node)."""
+    now = now or timezone.now()
+    purged: dict[str, int] = {}
+    for feed in Feed.objects.select_related("owner"):
+        cutoff = now - timedelta(days=feed.retention_days)
+        with transaction.atomic():
+            _deleted, per_model = Event.objects.filter(feed=feed, time__lt=cutoff).delete()
+            count = per_model.get("pipeline.Event", 0)
+            if count:
+                purged[feed.name] = count
+                audit.record(
+                    "pipeline.events_purged",
+                    obj=feed,
+                    organisation=feed.owner,
+                    details={"events": count, "older_than": cutoff, "retention_days": feed.retention_days},
+                )
+    return purged
