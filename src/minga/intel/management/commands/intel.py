@@ -36,7 +36,11 @@ class Command(BaseCommand):
             ),
         )
         load.add_argument(
-            "--type", dest="fixed_type", default="", help="CSV: one type for every row (default: detected)"
+            "--type",
+            dest="fixed_type",
+            default="",
+            metavar="TYPE",
+            help="CSV: one type for every row, e.g. ipv4-addr (default: detected from each value)",
         )
         load.add_argument("--delimiter", default=",", help="CSV: the delimiter (default ,; 'tab' for a tab)")
         load.add_argument(
