@@ -235,7 +235,6 @@ class Event(SharedObject):
         constraints = [models.UniqueConstraint(fields=["feed", "dedup_key"], name="pipeline_event_key")]
         indexes = [
             models.Index(fields=["feed", "time"], name="pipeline_event_feed_time"),
-            models.Index(fields=["run", "line"], name="pipeline_event_run_line"),
         ]
 
     def __str__(self) -> str:
