@@ -56,7 +56,9 @@ class StixObject(SharedObject):
         indexes = [
             models.Index(fields=["stix_id", "is_latest"], name="intel_obj_latest"),
             models.Index(fields=["type", "is_latest"], name="intel_obj_type"),
-            models.Index(fields=["date_added"], name="intel_obj_added"),
+            # TAXII pages in (date_added, id) order, the whole store or one type at a time.
+            models.Index(fields=["date_added", "id"], name="intel_obj_added_id"),
+            models.Index(fields=["type", "date_added", "id"], name="intel_obj_type_added"),
             models.Index(fields=["modified"], name="intel_obj_modified"),
             models.Index(fields=["sighting_of_ref", "is_latest"], name="intel_obj_sighted"),
         ]
