@@ -295,9 +295,18 @@ def page(objects: QuerySet[StixObject], filters: Filters, *columns: str) -> Page
 # --- the read endpoints --------------------------------------------------------------------------
 
 
-def emitted_raw(raw: str, tlp: str) -> dict[str, Any]:
-    """The STIX JSON of a stored version as Minga emits it, with its TLP 2.0 marking."""
-    return stix.with_tlp_marking(orjson.loads(raw), tlp)
+def emitted_json(raw: str, tlp: str) -> str:
+    """The STIX JSON of a stored version as Minga emits it, with its TLP 2.0 marking: the same
+    as ``stix.with_tlp_marking``, which runs when the object has marking references or is a
+    marking; otherwise the reference is appended to the stored (compact) JSON text, so a page
+    of a thousand objects is not parsed and serialised again."""
+    marking = stix.TLP2_MARKING_IDS[tlp]
+    references = raw.count('"marking-definition')
+    if references == 0 and '"object_marking_refs"' not in raw and raw.endswith("}"):
+        return f'{raw[:-1]},"object_marking_refs":["{marking}"]}}'
+    if references == 1 and f'"object_marking_refs":["{marking}"]' in raw:
+        return raw  # marked with exactly its own level already
+    return orjson.dumps(stix.with_tlp_marking(orjson.loads(raw), tlp)).decode()
 
 
 def get_objects(user: User, collection: Collection, filters: Filters, *, stix_id: str = "") -> Page:

@@ -414,3 +414,22 @@ def test_an_organisation_deletes_its_own_objects_only(client: Client, cast: Cast
     deletions = AuditEntry.objects.filter(action="intel.deleted").order_by("seq")
     assert [e.details["versions"] for e in deletions] == [1, 2]
     assert_error(client.delete(inbox_obj, **cast.ana.headers), 404)
+
+
+def test_emitted_json_is_what_the_intel_store_emits() -> None:
+    green, amber = stix.TLP2_MARKING_IDS[TLP.GREEN], stix.TLP2_MARKING_IDS[TLP.AMBER]
+    tlp1_green = "marking-definition--34098fce-860f-48ae-8e50-ebd3cc5e41da"
+    other = "marking-definition--00000000-0000-4000-8000-000000000000"
+    cases = [
+        (indicator(), TLP.AMBER),
+        (indicator(object_marking_refs=[green]), TLP.GREEN),
+        (indicator(object_marking_refs=[green]), TLP.AMBER),
+        (indicator(object_marking_refs=[tlp1_green]), TLP.GREEN),
+        (indicator(object_marking_refs=[amber, other]), TLP.AMBER),
+        (indicator(description='says "object_marking_refs"'), TLP.AMBER),
+        (stix.tlp_marking_definition(TLP.GREEN), TLP.CLEAR),
+        (sco("ipv4-addr", "198.51.100.1"), TLP.RED),
+    ]
+    for obj, level in cases:
+        raw = json.dumps(obj, separators=(",", ":"))
+        assert json.loads(services.emitted_json(raw, level)) == stix.with_tlp_marking(obj, level)
