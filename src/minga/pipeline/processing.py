@@ -620,7 +620,7 @@ EVENT_COLUMNS = (
 def _sql(model: type[Any], columns: tuple[str, ...]) -> str:
     """A one-row INSERT of ``columns`` (field names) of ``model``, for executemany on SQLite."""
     quote = connection.ops.quote_name
-    names = [quote(model._meta.get_field(name).column) for name in columns]
+    names = [quote(str(model._meta.get_field(name).column)) for name in columns]
     return "INSERT INTO {} ({}) VALUES ({})".format(  # noqa: S608  (names from the model, values bound)
         quote(model._meta.db_table), ", ".join(names), ", ".join(["%s"] * len(names))
     )
@@ -643,11 +643,7 @@ def _insert_events(rows: list[tuple[Any, ...]]) -> list[int]:
         return []
     if connection.vendor != "sqlite":
         return bulk.insert_returning_ids(Event, EVENT_COLUMNS, rows)
-    quote = connection.ops.quote_name
-    head = "INSERT INTO {} ({}) VALUES ".format(  # noqa: S608  (names from the model, values bound)
-        quote(Event._meta.db_table),
-        ", ".join(quote(Event._meta.get_field(name).column) for name in EVENT_COLUMNS),  # type: ignore[union-attr]
-    )
+    head = _sql(Event, EVENT_COLUMNS).partition(" VALUES ")[0] + " VALUES "
     one = "({})".format(", ".join(["%s"] * len(EVENT_COLUMNS)))
     ids: list[int] = []
     with connection.cursor() as cursor:
