@@ -220,15 +220,15 @@ def run(scratch: Path, url: str, args: argparse.Namespace, rng: random.Random) -
 
             profiler = Profiler()
             profiler.start()
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         the_run = services.start_run(None, feed, pieces(), "feed.csv", source="cli", queue=False)  # type: ignore[arg-type]
         services.run_inline(the_run)
-        elapsed = time.perf_counter() - started
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
         if profiler is not None:
             profiler.stop()
             print(profiler.output_text(unicode=True, color=False, show_all=False))
         peaks.append(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-        how = "inline, in one process"
+        how = f"inline, in one process ({cpu:.1f} s of CPU)"
     else:
         env = _worker_env(url, scratch)
         workers = [

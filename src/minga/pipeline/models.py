@@ -244,8 +244,10 @@ class Event(SharedObject):
 
 
 class EventRecipient(models.Model):
-    """An organisation an event was routed to. The time is the event's, copied so that an
-    organisation's recent events are one range of one index however large the table grows."""
+    """An organisation an event was routed to. Indexed by organisation then event, so an
+    organisation's newest events are the end of one range of one index however large the table
+    grows, and rows are appended in index order as events arrive (event ids only grow). The
+    event's time is copied here for time filters on that range."""
 
     event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="+", db_index=False)
     organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="+", db_index=False)
@@ -255,7 +257,7 @@ class EventRecipient(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["event", "organisation"], name="pipeline_recipient_once")
         ]
-        indexes = [models.Index(fields=["organisation", "time"], name="pipeline_recipient_org_time")]
+        indexes = [models.Index(fields=["organisation", "event"], name="pipeline_recipient_org_event")]
 
     def __str__(self) -> str:
         return f"{self.event_id} -> {self.organisation_id}"

@@ -18,6 +18,7 @@ import functools
 import hashlib
 import logging
 import mmap
+import operator
 import re
 import socket
 from collections.abc import Callable, Iterable, Sequence
@@ -48,7 +49,7 @@ RAW_KEPT = 4_096  # characters of a bad line kept in its dead letter
 EARLIEST = datetime(1990, 1, 1, tzinfo=UTC)  # before any feed this network receives
 FUTURE_SLACK = timedelta(days=1)  # clocks differ; more than a day ahead is impossible
 SQLITE_CACHE_KB = 131_072
-KEY_BATCH = 900  # keys per IN (...) lookup on SQLite
+KEY_BATCH = 30_000  # keys per IN (...) lookup on SQLite (at most 32,766 parameters)
 # IntelMQ's dotted names, accepted in JSON lines beside Minga's own.
 INTELMQ_NAMES = {name: name.replace("_", ".", 1) for name in EVENT_FIELDS if "_" in name}
 INTELMQ_NAMES["time"] = "time.source"
@@ -604,6 +605,7 @@ def _route_by(
 # --- writing a chunk --------------------------------------------------------------------------------
 
 EVENT_COLUMNS = (
+    "id",
     "created_at",
     "origin_organisation",
     "tlp",
@@ -626,9 +628,6 @@ def _sql(model: type[Any], columns: tuple[str, ...]) -> str:
     )
 
 
-ROWS_PER_INSERT = 30_000 // len(EVENT_COLUMNS)
-
-
 def _time_for_database() -> Callable[[datetime], Any]:
     """SQLite keeps datetimes as text, naive in UTC (as Django writes them); the other
     databases take them as they are. Every time here is already in UTC."""
@@ -637,34 +636,48 @@ def _time_for_database() -> Callable[[datetime], Any]:
     return lambda moment: moment.replace(tzinfo=None).isoformat(" ")
 
 
-def _insert_events(rows: list[tuple[Any, ...]]) -> list[int]:
-    """INSERT the event rows (values ready for the database) and return their ids in order."""
-    if not rows:
+def _reserve_ids(count: int) -> Sequence[int]:
+    """``count`` event ids this transaction may use. SQLite: the
+    transaction holds the database's one write lock (BEGIN IMMEDIATE), so the ids after the
+    highest ever given are free. PostgreSQL: drawn from the table's sequence."""
+    if not count:
         return []
-    if connection.vendor != "sqlite":
-        return bulk.insert_returning_ids(Event, EVENT_COLUMNS, rows)
-    head = _sql(Event, EVENT_COLUMNS).partition(" VALUES ")[0] + " VALUES "
-    one = "({})".format(", ".join(["%s"] * len(EVENT_COLUMNS)))
-    ids: list[int] = []
+    table = Event._meta.db_table
     with connection.cursor() as cursor:
-        for start in range(0, len(rows), ROWS_PER_INSERT):
-            batch = rows[start : start + ROWS_PER_INSERT]
+        if connection.vendor == "postgresql":
             cursor.execute(
-                head + ", ".join([one] * len(batch)) + ' RETURNING "id"', [v for r in batch for v in r]
+                "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)", [table, count]
             )
-            ids.extend(row[0] for row in cursor.fetchall())
-    return ids
+            return [row[0] for row in cursor.fetchall()]
+        cursor.execute("SELECT seq FROM sqlite_sequence WHERE name = %s", [table])
+        given = cursor.fetchone()
+        cursor.execute(f'SELECT MAX("id") FROM "{table}"')  # noqa: S608  (the model's table)
+        first = max(given[0] if given else 0, cursor.fetchone()[0] or 0) + 1
+    return range(first, first + count)
 
 
 def _existing_keys(feed_id: int, keys: list[int]) -> set[int]:
+    """Which of ``keys`` the feed's stored events already have: one probe of the unique
+    (feed, dedup_key) index per key, in a few statements."""
+    if not keys:
+        return set()
+    table = Event._meta.db_table
     found: set[int] = set()
-    for start in range(0, len(keys), KEY_BATCH):
-        batch = keys[start : start + KEY_BATCH]
-        found.update(
-            Event.objects.filter(feed_id=feed_id, dedup_key__in=batch)
-            .order_by()  # the event's default order would make SQLite walk the time index
-            .values_list("dedup_key", flat=True)
-        )
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                f'SELECT "dedup_key" FROM "{table}" WHERE "feed_id" = %s AND "dedup_key" = ANY(%s)',  # noqa: S608
+                [feed_id, keys],
+            )
+            return {row[0] for row in cursor.fetchall()}
+        for start in range(0, len(keys), KEY_BATCH):
+            batch = keys[start : start + KEY_BATCH]
+            cursor.execute(
+                f'SELECT "dedup_key" FROM "{table}" WHERE "feed_id" = %s '  # noqa: S608  (the model's table)
+                f'AND "dedup_key" IN ({", ".join(["%s"] * len(batch))})',
+                [feed_id, *batch],
+            )
+            found.update(row[0] for row in cursor.fetchall())
     return found
 
 
@@ -708,43 +721,39 @@ def write_events(run: Run, outcome: Outcome, owners: list[tuple[int, ...]]) -> d
     recipients) and its dead letters. Call inside the transaction that records the work done."""
     feed = run.feed
     db_time = _time_for_database()
-    created = db_time(timezone.now())
     existing = _existing_keys(feed.pk, [e["dedup_key"] for e in outcome.events])
-    rows, targets = [], []
-    duplicates, routed = outcome.duplicates, 0
-    for event, owner in zip(outcome.events, owners, strict=True):
-        if event["dedup_key"] in existing:
-            duplicates += 1
-            continue
-        routed += bool(owner)
-        rows.append(
-            (
-                created,
-                feed.owner_id,
-                feed.default_tlp,
-                feed.pk,
-                run.pk,
-                event["line"],
-                bool(owner),
-                event["dedup_key"],
-                db_time(event["time"]),
-                *(event[name] for name in EVENT_FIELDS[1:]),
-            )
-        )
-        targets.append((owner, rows[-1][8]))
-    ids = _insert_events(rows)
-    recipients = [
-        (event_id, org, time) for event_id, (owner, time) in zip(ids, targets, strict=True) for org in owner
+    fresh = [
+        (event, owner)
+        for event, owner in zip(outcome.events, owners, strict=True)
+        if event["dedup_key"] not in existing
     ]
+    ids = _reserve_ids(len(fresh))
+    constant = (db_time(timezone.now()), feed.owner_id, feed.default_tlp, feed.pk, run.pk)
+    fields = operator.itemgetter(*EVENT_FIELDS[1:])
+    rows, recipients = [], []
+    for event_id, (event, owner) in zip(ids, fresh, strict=True):
+        time = db_time(event["time"])
+        rows.append(
+            (event_id, *constant, event["line"], bool(owner), event["dedup_key"], time, *fields(event))
+        )
+        for organisation_id in owner:
+            recipients.append((event_id, organisation_id, time))
     dead = [(run.pk, *d) for d in outcome.dead]
     if connection.vendor == "sqlite":
         with connection.cursor() as cursor:
+            cursor.executemany(_sql(Event, EVENT_COLUMNS), rows)
             cursor.executemany(_sql(EventRecipient, ("event", "organisation", "time")), recipients)
             cursor.executemany(_sql(DeadLetter, ("run", "line", "field", "reason", "raw")), dead)
     else:
+        bulk.insert(Event, EVENT_COLUMNS, rows)
         bulk.insert(EventRecipient, ("event", "organisation", "time"), recipients)
         bulk.insert(DeadLetter, ("run", "line", "field", "reason", "raw"), dead)
-    return {"duplicates": duplicates, "routed": routed, "unrouted": len(rows) - routed}
+    routed = sum(1 for _event, owner in fresh if owner)
+    return {
+        "duplicates": outcome.duplicates + len(outcome.events) - len(fresh),
+        "routed": routed,
+        "unrouted": len(fresh) - routed,
+    }
 
 
 def write_chunk(chunk: Chunk, run: Run, outcome: Outcome, owners: list[tuple[int, ...]]) -> str:
