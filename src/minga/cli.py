@@ -16,6 +16,8 @@ COMMANDS = {
     "demo": ("load_demo", "load the demo network (fictional organisations and users)"),
     "directory": ("directory", "export or import constituencies (CSV, JSON)"),
     "intel": ("intel", "import STIX bundles, MISP events or CSV indicators into the intelligence store"),
+    "feed": ("feed", "register, change, list and show feeds; re-process dead letters; purge expired events"),
+    "ingest": ("ingest", "ingest a file of a feed (processed here with a progress bar, or queued)"),
 }
 
 USAGE = (

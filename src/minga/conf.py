@@ -89,6 +89,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "MINGA_TASK_MAX_ATTEMPTS", "5", "Attempts of a failing background task before it is kept as failed."
     ),
+    Setting(
+        "MINGA_PIPELINE_STALLED_SECONDS",
+        "600",
+        "Seconds after which a feed chunk whose worker stopped (killed, crashed) is queued again.",
+    ),
     Setting("MINGA_LOG_LEVEL", "INFO", "Log level of the node's processes."),
     Setting(
         "MINGA_PUBLIC_URL",

@@ -1,0 +1,183 @@
+import json
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from minga.core.models import Organisation
+from minga.pipeline import services
+from minga.pipeline.choices import TAXONOMY_OF, Encoding, FeedFormat
+from minga.pipeline.models import EVENT_FIELDS, FEED_TLPS, Feed, Run
+
+
+def _pairs(values: list[str], option: str) -> dict[str, Any]:
+    pairs: dict[str, Any] = {}
+    for value in values:
+        key, sep, target = value.partition("=")
+        if not sep or not key.strip() or not target.strip():
+            raise CommandError(f"{option} takes KEY=VALUE, not {value!r}.")
+        pairs[key.strip()] = target.strip()
+    return pairs
+
+
+class Command(BaseCommand):
+    help = "Register, change, list and show feeds; re-process a run's dead letters; purge expired events."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        actions = parser.add_subparsers(dest="action", required=True)
+        for name, text in (("add", "register a feed"), ("change", "change a feed's settings")):
+            sub = actions.add_parser(name, help=text)
+            sub.add_argument("name", help="the feed's name: letters, digits, hyphens")
+            sub.add_argument("--owner", required=name == "add", help="the owning organisation (short name)")
+            sub.add_argument("--format", choices=FeedFormat.values)
+            sub.add_argument("--encoding", choices=Encoding.values)
+            sub.add_argument(
+                "--map",
+                action="append",
+                default=[],
+                metavar="FIELD=COLUMN",
+                help=(
+                    "which column (header name, or number from 1 with --no-header) or JSON key holds an "
+                    f"event field ({', '.join(EVENT_FIELDS)}, or classification); repeatable"
+                ),
+            )
+            sub.add_argument("--delimiter", help="CSV delimiter (default ,; 'tab' for a tab)")
+            sub.add_argument("--quotechar", help='CSV quote character (default ")')
+            sub.add_argument("--no-header", action="store_true", default=None, help="the first line is data")
+            sub.add_argument("--tlp", choices=FEED_TLPS, help="TLP of the feed's events (default amber)")
+            sub.add_argument("--type", choices=sorted(TAXONOMY_OF), help="RSIT type of lines that name none")
+            sub.add_argument(
+                "--taxonomy",
+                action="append",
+                default=[],
+                metavar="VALUE=TYPE",
+                help="a value of the classification column and the RSIT type it means; repeatable",
+            )
+            sub.add_argument("--dedup-window", type=int, metavar="SECONDS", help="0 keeps every event")
+            sub.add_argument(
+                "--dedup-key", metavar="FIELD,FIELD", help="the fields of the de-duplication key"
+            )
+            sub.add_argument("--retention-days", type=int, metavar="DAYS")
+        actions.add_parser("list", help="list the feeds")
+        show = actions.add_parser("show", help="a feed's settings and latest runs, as JSON")
+        show.add_argument("name")
+        again = actions.add_parser(
+            "reprocess", help="read a run's dead letters again with the feed's settings"
+        )
+        again.add_argument("run", help="the run's id (a UUID)")
+        actions.add_parser("purge", help="delete the events older than their feed's retention now")
+
+    def handle(self, *args: Any, action: str, **options: Any) -> None:
+        getattr(self, f"_{action}")(options)
+
+    def _fields(self, options: dict[str, Any]) -> dict[str, Any]:
+        fields: dict[str, Any] = {}
+        simple = {
+            "format": "format",
+            "encoding": "encoding",
+            "quotechar": "quotechar",
+            "tlp": "default_tlp",
+            "type": "classification_type",
+            "dedup_window": "dedup_window",
+            "retention_days": "retention_days",
+        }
+        for option, name in simple.items():
+            if options.get(option) is not None:
+                fields[name] = options[option]
+        if options.get("delimiter") is not None:
+            fields["delimiter"] = "\t" if options["delimiter"] == "tab" else options["delimiter"]
+        if options.get("no_header"):
+            fields["has_header"] = False
+        if options["map"]:
+            fields["mapping"] = _pairs(options["map"], "--map")
+        if options["taxonomy"]:
+            fields["taxonomy_mapping"] = _pairs(options["taxonomy"], "--taxonomy")
+        if options.get("dedup_key"):
+            fields["dedup_fields"] = [f.strip() for f in options["dedup_key"].split(",") if f.strip()]
+        return fields
+
+    def _organisation(self, short_name: str) -> Organisation:
+        organisation = Organisation.objects.filter(short_name=short_name).first()
+        if organisation is None:
+            raise CommandError(f"No organisation is called {short_name!r}.")
+        return organisation
+
+    def _feed(self, name: str) -> Feed:
+        feed = Feed.objects.select_related("owner").filter(name=name).first()
+        if feed is None:
+            raise CommandError(f"No feed is called {name!r}.")
+        return feed
+
+    def _add(self, options: dict[str, Any]) -> None:
+        try:
+            feed = services.register_feed(
+                None, self._organisation(options["owner"]), name=options["name"], **self._fields(options)
+            )
+        except ValidationError as exc:
+            raise CommandError(_messages(exc)) from exc
+        self.stdout.write(self.style.SUCCESS(f"feed {feed.name} registered for {feed.owner.short_name}"))
+
+    def _change(self, options: dict[str, Any]) -> None:
+        feed = self._feed(options["name"])
+        if options.get("owner"):
+            raise CommandError("A feed keeps its owner; register a new feed for another organisation.")
+        try:
+            services.change_feed(None, feed, **self._fields(options))
+        except ValidationError as exc:
+            raise CommandError(_messages(exc)) from exc
+        self.stdout.write(self.style.SUCCESS(f"feed {feed.name} changed"))
+
+    def _list(self, options: dict[str, Any]) -> None:
+        for feed in Feed.objects.select_related("owner").order_by("name"):
+            state = "active" if feed.is_active else "inactive"
+            self.stdout.write(
+                f"{feed.name}\t{feed.owner.short_name}\t{feed.format}\t{feed.default_tlp}\t{state}\t"
+                f"{feed.runs.count()} runs"
+            )
+
+    def _show(self, options: dict[str, Any]) -> None:
+        feed = self._feed(options["name"])
+        runs = [
+            {"id": str(r.uuid), "file": r.file_name, "status": r.status, "created": r.created_at.isoformat()}
+            | {
+                name: getattr(r, name)
+                for name in ("read", "parsed", "invalid", "duplicates", "routed", "unrouted")
+            }
+            for r in feed.runs.order_by("-created_at")[:10]
+        ]
+        document = {"name": feed.name, "owner": feed.owner.short_name, **feed.options(), "runs": runs}
+        document |= {"default_tlp": feed.default_tlp, "retention_days": feed.retention_days}
+        self.stdout.write(json.dumps(document, indent=2, ensure_ascii=False))
+
+    def _reprocess(self, options: dict[str, Any]) -> None:
+        run_id = _uuid(options["run"])
+        run = Run.objects.select_related("feed__owner").filter(uuid=run_id).first() if run_id else None
+        if run is None:
+            raise CommandError(f"No run has the id {options['run']!r}.")
+        try:
+            result = services.reprocess_dead_letters(None, run)
+        except ValidationError as exc:
+            raise CommandError(_messages(exc)) from exc
+        self.stdout.write(self.style.SUCCESS(", ".join(f"{k} {v}" for k, v in result.items())))
+
+    def _purge(self, options: dict[str, Any]) -> None:
+        purged = services.purge_expired()
+        total = sum(purged.values())
+        self.stdout.write(
+            self.style.SUCCESS(f"purged {total} events" + "".join(f"\n  {k}: {v}" for k, v in purged.items()))
+        )
+
+
+def _uuid(text: str) -> str | None:
+    import uuid
+
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        return None
+
+
+def _messages(exc: ValidationError) -> str:
+    if hasattr(exc, "error_dict"):
+        return "; ".join(f"{field}: {' '.join(messages)}" for field, messages in exc.message_dict.items())
+    return "; ".join(exc.messages)
