@@ -227,6 +227,14 @@ def _decode_next(token: str) -> tuple[datetime, int]:
         ) from None
 
 
+def _one_object(objects: QuerySet[StixObject], stix_id: str) -> QuerySet[StixObject]:
+    """The versions of ``stix_id`` among ``objects``; 404 when there is none, or when the id
+    is not a STIX id at all (nothing could match it)."""
+    if not stix.ID_RE.match(stix_id) or not objects.filter(stix_id=stix_id).exists():
+        raise TaxiiError(404, _("Object not found"), _("No object with this id is open to you here."))
+    return objects.filter(stix_id=stix_id)
+
+
 def readable_objects(user: User, collection: Collection) -> QuerySet[StixObject]:
     """Every version in ``collection`` that ``user`` may read: the start of every read path."""
     if not collection.can_read:
@@ -316,9 +324,7 @@ def get_objects(user: User, collection: Collection, filters: Filters, *, stix_id
     counts per TLP level."""
     objects = readable_objects(user, collection)
     if stix_id:
-        objects = objects.filter(stix_id=stix_id)
-        if not objects.exists():
-            raise TaxiiError(404, _("Object not found"), _("No object with this id is open to you here."))
+        objects = _one_object(objects, stix_id)
     result = page(apply_filters(objects, filters), filters, "tlp", "raw")
     if result.rows:
         levels: dict[str, int] = {}
@@ -340,9 +346,7 @@ def get_manifest(user: User, collection: Collection, filters: Filters) -> Page:
 
 def get_versions(user: User, collection: Collection, stix_id: str, filters: Filters) -> Page:
     """A page of the versions of ``stix_id`` that ``user`` may read: (pk, date_added, modified)."""
-    objects = readable_objects(user, collection).filter(stix_id=stix_id)
-    if not objects.exists():
-        raise TaxiiError(404, _("Object not found"), _("No object with this id is open to you here."))
+    objects = _one_object(readable_objects(user, collection), stix_id)
     return page(apply_filters(objects, filters), filters, "modified")
 
 
@@ -418,7 +422,7 @@ def delete_object(user: User, collection: Collection, stix_id: str, filters: Fil
     organisation = collection.organisation
     if organisation is None or not collection.can_write:
         raise TaxiiError(403, _("Not writable"), _("You may not delete objects from this collection."))
-    versions = apply_filters(readable_objects(user, collection).filter(stix_id=stix_id), filters)
+    versions = apply_filters(_one_object(readable_objects(user, collection), stix_id), filters)
     if not versions.exists():
         raise TaxiiError(404, _("Object not found"), _("No object with this id is open to you here."))
     return intel_services.delete_versions(user, organisation, versions)

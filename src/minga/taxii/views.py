@@ -225,6 +225,8 @@ def _envelope(page: services.Page, media_type: str) -> HttpResponse:
 def objects(request: HttpRequest, user: User, media_type: str, collection_id: str) -> HttpResponse:
     found = services.get_collection(user, collection_id)
     if request.method == "POST":
+        if media_type != MEDIA_TAXII:  # the answer is a status resource, a TAXII type only
+            raise TaxiiError(406, _("Not acceptable"), _("This answer is %(type)s.") % {"type": MEDIA_TAXII})
         with _read_body(request) as body:
             status = services.add_objects(user, found, body)
         return respond(services.status_resource(status), MEDIA_TAXII, status=202)

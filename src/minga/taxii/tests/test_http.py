@@ -89,6 +89,13 @@ def test_api_root_announces_the_configured_limit(client: Client, cast: Cast) -> 
     assert root["versions"] == [MEDIA]
 
 
+def test_a_post_must_accept_the_taxii_status(client: Client, cast: Cast) -> None:
+    envelope = {"objects": [indicator()]}
+    response = post(client, cast.ana, inbox_url(cast.andina), envelope, HTTP_ACCEPT=services.MEDIA_STIX)
+    assert_error(response, 406)
+    assert not StixObject.objects.exists()
+
+
 def test_wrong_content_type_is_415(client: Client, cast: Cast) -> None:
     for content_type in ("application/json", "application/taxii+json;version=2.0", "text/plain"):
         response = post(client, cast.ana, inbox_url(cast.andina), {"objects": []}, CONTENT_TYPE=content_type)
@@ -129,6 +136,9 @@ def test_unknown_things_are_404_with_a_taxii_body(client: Client, cast: Cast) ->
     assert_error(get(client, cast.ana, "/taxii2/api/status/nope/"), 404)
     missing = f"{READABLE_URL}objects/indicator--00000000-0000-4000-8000-000000000000/"
     assert_error(get(client, cast.ana, missing), 404)
+    for nonsense in ("not-an-id", "indicator--%00", "x" * 400):
+        assert_error(get(client, cast.ana, f"{READABLE_URL}objects/{nonsense}/versions/"), 404)
+        assert_error(client.delete(f"{inbox_url(cast.andina)}objects/{nonsense}/", **cast.ana.headers), 404)
 
 
 def test_a_method_the_endpoint_lacks_is_405(client: Client, cast: Cast) -> None:
