@@ -25,11 +25,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import orjson
-from django.db import connection, transaction
+from django.db import connection, models, transaction
 from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -656,28 +656,29 @@ def _reserve_ids(count: int) -> Sequence[int]:
     return range(first, first + count)
 
 
-def _existing_keys(feed_id: int, keys: list[int]) -> set[int]:
-    """Which of ``keys`` the feed's stored events already have: one probe of the unique
-    (feed, dedup_key) index per key, in a few statements."""
+def _stored(feed_id: int, keys: list[int]) -> dict[int, tuple[int, int, int, bool]]:
+    """The feed's stored events that have one of ``keys``: key -> (id, run, line, routed). One
+    probe of the unique (feed, dedup_key) index per key, in a few statements."""
     if not keys:
-        return set()
+        return {}
     table = Event._meta.db_table
-    found: set[int] = set()
+    columns = '"dedup_key", "id", "run_id", "line", "is_routed"'
+    found: dict[int, tuple[int, int, int, bool]] = {}
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute(
-                f'SELECT "dedup_key" FROM "{table}" WHERE "feed_id" = %s AND "dedup_key" = ANY(%s)',  # noqa: S608
+                f'SELECT {columns} FROM "{table}" WHERE "feed_id" = %s AND "dedup_key" = ANY(%s)',  # noqa: S608
                 [feed_id, keys],
             )
-            return {row[0] for row in cursor.fetchall()}
+            return {row[0]: (row[1], row[2], row[3], bool(row[4])) for row in cursor.fetchall()}
         for start in range(0, len(keys), KEY_BATCH):
             batch = keys[start : start + KEY_BATCH]
             cursor.execute(
-                f'SELECT "dedup_key" FROM "{table}" WHERE "feed_id" = %s '  # noqa: S608  (the model's table)
+                f'SELECT {columns} FROM "{table}" WHERE "feed_id" = %s '  # noqa: S608  (the model's table)
                 f'AND "dedup_key" IN ({", ".join(["%s"] * len(batch))})',
                 [feed_id, *batch],
             )
-            found.update(row[0] for row in cursor.fetchall())
+            found.update((row[0], (row[1], row[2], row[3], bool(row[4]))) for row in cursor.fetchall())
     return found
 
 
@@ -717,18 +718,31 @@ def process_chunk(chunk_id: int) -> str:
 
 
 def write_events(run: Run, outcome: Outcome, owners: list[tuple[int, ...]]) -> dict[str, int]:
-    """Write the events of ``outcome`` that no earlier chunk or run stored (with their
-    recipients) and its dead letters. Call inside the transaction that records the work done."""
+    """Write the events of ``outcome`` that no earlier line stored (with their recipients) and
+    its dead letters. Call inside the transaction that records the work done.
+
+    Of the lines that share a key in a window, the first one (the earliest run, then the
+    earliest line) is the event kept, whatever order chunks are written in: a chunk written
+    after a later one (a retry, another worker) takes over the event that the later line
+    stored, and that line's chunk counts it as a duplicate instead. So a run ends with the
+    same events however its chunks were scheduled."""
     feed = run.feed
     db_time = _time_for_database()
-    existing = _existing_keys(feed.pk, [e["dedup_key"] for e in outcome.events])
-    fresh = [
-        (event, owner)
-        for event, owner in zip(outcome.events, owners, strict=True)
-        if event["dedup_key"] not in existing
-    ]
+    stored = _stored(feed.pk, [e["dedup_key"] for e in outcome.events])
+    fresh: list[tuple[dict[str, Any], tuple[int, ...]]] = []
+    takeovers: list[tuple[int, dict[str, Any], tuple[int, ...], int, int, bool]] = []
+    duplicates = outcome.duplicates
+    for event, owner in zip(outcome.events, owners, strict=True):
+        found = stored.get(event["dedup_key"])
+        if found is None:
+            fresh.append((event, owner))
+        elif (run.pk, event["line"]) < (found[1], found[2]):
+            takeovers.append((found[0], event, owner, *found[1:]))
+        else:
+            duplicates += 1
     ids = _reserve_ids(len(fresh))
-    constant = (db_time(timezone.now()), feed.owner_id, feed.default_tlp, feed.pk, run.pk)
+    created = db_time(timezone.now())
+    constant = (created, feed.owner_id, feed.default_tlp, feed.pk, run.pk)
     fields = operator.itemgetter(*EVENT_FIELDS[1:])
     rows, recipients = [], []
     for event_id, (event, owner) in zip(ids, fresh, strict=True):
@@ -748,12 +762,57 @@ def write_events(run: Run, outcome: Outcome, owners: list[tuple[int, ...]]) -> d
         bulk.insert(Event, EVENT_COLUMNS, rows)
         bulk.insert(EventRecipient, ("event", "organisation", "time"), recipients)
         bulk.insert(DeadLetter, ("run", "line", "field", "reason", "raw"), dead)
-    routed = sum(1 for _event, owner in fresh if owner)
+    if takeovers:
+        _take_over(run, takeovers, created, db_time)
+    routed = sum(1 for _event, owner in fresh if owner) + sum(1 for t in takeovers if t[2])
     return {
-        "duplicates": outcome.duplicates + len(outcome.events) - len(fresh),
+        "duplicates": duplicates,
         "routed": routed,
-        "unrouted": len(fresh) - routed,
+        "unrouted": len(fresh) + len(takeovers) - routed,
     }
+
+
+def _take_over(
+    run: Run,
+    takeovers: list[tuple[int, dict[str, Any], tuple[int, ...], int, int, bool]],
+    created: Any,
+    db_time: Callable[[datetime], Any],
+) -> None:
+    """Replace stored events by the earlier lines that share their keys, and count the lines
+    they came from as duplicates in their chunks and runs. Rare: only chunks written out of
+    order get here."""
+    names = ("created_at", "run", "line", "is_routed", *EVENT_FIELDS)
+    columns = [cast(models.Field, Event._meta.get_field(n)).column for n in names]
+    assignments = ", ".join(f"{connection.ops.quote_name(str(c))} = %s" for c in columns)
+    statement = f'UPDATE "{Event._meta.db_table}" SET {assignments} WHERE "id" = %s'  # noqa: S608
+    fields = operator.itemgetter(*EVENT_FIELDS[1:])
+    updates: list[tuple[Any, ...]] = []
+    recipients: list[EventRecipient] = []
+    for event_id, event, owner, *_rest in takeovers:
+        time = db_time(event["time"])
+        updates.append((created, run.pk, event["line"], bool(owner), time, *fields(event), event_id))
+        recipients.extend(
+            EventRecipient(event_id=event_id, organisation_id=o, time=event["time"]) for o in owner
+        )
+    with connection.cursor() as cursor:
+        cursor.executemany(statement, updates)
+    EventRecipient.objects.filter(event_id__in=[t[0] for t in takeovers]).delete()
+    EventRecipient.objects.bulk_create(recipients)
+    for _event_id, _event, _owner, other_run, other_line, other_routed in takeovers:
+        change = {"duplicates": F("duplicates") + 1}
+        if other_routed:
+            change["routed"] = F("routed") - 1
+        else:
+            change["unrouted"] = F("unrouted") - 1
+        chunk = (
+            Chunk.objects.filter(run_id=other_run, first_line__lte=other_line, done=True)
+            .order_by("-first_line")
+            .values_list("pk", flat=True)
+            .first()
+        )
+        if chunk is not None:
+            Chunk.objects.filter(pk=chunk).update(**change)
+        Run.objects.filter(pk=other_run).update(**change)
 
 
 def write_chunk(chunk: Chunk, run: Run, outcome: Outcome, owners: list[tuple[int, ...]]) -> str:

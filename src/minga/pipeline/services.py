@@ -17,7 +17,7 @@ import orjson
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.db.models import Q, QuerySet
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -363,9 +363,9 @@ def reprocess_dead_letters(actor: User | AnonymousUser | None, run: Run) -> dict
         Run.objects.filter(pk=run.pk).update(
             invalid=still,
             parsed=locked.read - still,
-            duplicates=locked.duplicates + counts["duplicates"],
-            routed=locked.routed + counts["routed"],
-            unrouted=locked.unrouted + counts["unrouted"],
+            duplicates=F("duplicates") + counts["duplicates"],
+            routed=F("routed") + counts["routed"],
+            unrouted=F("unrouted") + counts["unrouted"],
         )
         result = {
             "reprocessed": len(letters),

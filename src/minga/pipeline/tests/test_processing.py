@@ -167,3 +167,81 @@ def test_events_are_read_through_the_access_policy(make_org, make_user):
     assert Event.objects.visible_to(outsider).count() == 0
     event = Event.objects.get(source_ip="192.0.2.1")
     assert access.can_read(team_analyst, event) and not access.can_read(outsider, event)
+
+
+def _outcome(run):
+    from minga.pipeline.models import Run
+
+    run = Run.objects.get(pk=run.pk)
+    events = set(
+        Event.objects.filter(run=run).values_list("line", "source_ip", "source_port", "classification_type")
+    )
+    routes = set(EventRecipient.objects.filter(event__run=run).values_list("event__line", "organisation_id"))
+    counts = tuple(getattr(run, c) for c in ("read", "parsed", "invalid", "duplicates", "routed", "unrouted"))
+    chunk_sums = tuple(
+        sum(run.chunks.values_list(c, flat=True))
+        for c in ("read", "parsed", "invalid", "duplicates", "routed", "unrouted")
+    )
+    return events, routes, counts, chunk_sums
+
+
+@pytest.mark.parametrize("order", ["reversed", "shuffled"])
+def test_chunks_written_in_any_order_keep_the_first_line_of_each_duplicate(make_org, order):
+    import random
+
+    from minga.pipeline import processing
+
+    hub = make_org("hub")
+    constituency(make_org("demo-a"), "198.18.0.0/25")
+    rng = random.Random(order)
+    body = HEADER + "".join(
+        f"2026-01-10T{rng.randrange(3):02d}:00:00Z,198.18.0.{rng.randrange(200)},{rng.choice((22, 80))},,,,"
+        f"{rng.choice(('scan', 'bot'))}\n"
+        for _ in range(400)
+    )
+    reference = ingest(scan_feed(hub, name="in-order"), body, chunk_lines=25)
+    feed = scan_feed(hub, name="out-of-order")
+    run = services.start_run(None, feed, [body.encode()], "f.csv", queue=False, chunk_lines=25)
+    chunks = list(run.chunks.order_by("number").values_list("pk", flat=True))
+    chunks = chunks[::-1] if order == "reversed" else rng.sample(chunks, len(chunks))
+    for chunk_id in chunks:
+        processing.process_chunk(chunk_id)
+    expected, got = _outcome(reference), _outcome(run)
+    assert expected[2] == expected[3] and got[2] == got[3]  # the run's counts are its chunks' sums
+    assert got == expected
+    assert reference.duplicates > 50
+
+
+def test_stalled_chunks_are_queued_again(make_org, django_capture_on_commit_callbacks):
+    from datetime import timedelta
+
+    from django.utils import timezone
+    from django_tasks_db.models import DBTaskResult
+
+    feed = scan_feed(make_org("hub"))
+    with django_capture_on_commit_callbacks(execute=True):
+        run = services.start_run(
+            None,
+            feed,
+            [(HEADER + "2026-01-10T10:00:00Z,192.0.2.1,22,,,,scan\n" * 6).encode()],
+            "f.csv",
+            chunk_lines=2,
+        )
+    first, second, _third = run.chunks.order_by("number")
+    long_ago = timezone.now() - timedelta(hours=1)
+    # The first chunk's worker was killed: its task stays running for ever.
+    DBTaskResult.objects.filter(pk=first.task_id).update(status="RUNNING", started_at=long_ago)
+    Chunk.objects.filter(pk=first.pk).update(started_at=long_ago)
+    # The second is running now; the third waits in the queue.
+    DBTaskResult.objects.filter(pk=second.task_id).update(status="RUNNING", started_at=timezone.now())
+    Chunk.objects.filter(pk=second.pk).update(started_at=timezone.now())
+    assert services.resume_stalled(timedelta(minutes=10)) == 1
+    first.refresh_from_db()
+    assert DBTaskResult.objects.get(pk=first.task_id).status == "READY"
+    assert services.resume_stalled(timedelta(minutes=10)) == 0  # now it waits in the queue
+    from minga.pipeline import processing
+
+    for chunk in run.chunks.all():
+        assert "read" in processing.process_chunk(chunk.pk)
+    run.refresh_from_db()
+    assert run.status == RunStatus.DONE and run.parsed == 6 and Event.objects.count() == 1
