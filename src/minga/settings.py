@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "minga.intel",
     "minga.taxii",
     "minga.pipeline",
+    "minga.incidents",
 ]
 
 MIDDLEWARE = [

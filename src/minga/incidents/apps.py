@@ -1,0 +1,11 @@
+from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
+
+
+class IncidentsConfig(AppConfig):
+    name = "minga.incidents"
+    label = "incidents"
+    verbose_name = _("Incidents")
+
+    def ready(self) -> None:
+        from minga.incidents import tasks  # noqa: F401  (declares the outbox's periodic job)

@@ -1,0 +1,108 @@
+"""Read paths of incidents, every one through the access policy: the incident first
+(``visible_to`` / ``get_readable_or_404``), then what hangs from it (timeline, participants,
+tasks), and intelligence links only where the reader may read the object too."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from django.db.models import Q, QuerySet
+
+from minga.core import access
+from minga.incidents.choices import Channel
+from minga.incidents.models import Incident, IncidentTask, Notification, Participant, TimelineEntry
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AnonymousUser
+
+    from minga.core.models import User
+
+    Reader = User | AnonymousUser | None
+
+
+def visible(user: Reader) -> QuerySet[Incident]:
+    return Incident.objects.visible_to(user).select_related(  # type: ignore[attr-defined]
+        "origin_organisation", "coordinating_organisation", "merged_into"
+    )
+
+
+@dataclass
+class Board:
+    """The board's filters; empty means any."""
+
+    status: str = ""
+    severity: str = ""
+    state: str = ""  # an affected member state's ISO code
+    tlp: str = ""
+    q: str = ""  # part of the title, or the reference
+    open_only: bool = False
+
+
+def board(user: Reader, filters: Board) -> QuerySet[Incident]:
+    """The incidents ``user`` may read, newest first, narrowed by the filters."""
+    from minga.incidents.choices import OPEN_STATUSES
+
+    incidents = visible(user)
+    if filters.status:
+        incidents = incidents.filter(status=filters.status)
+    if filters.open_only:
+        incidents = incidents.filter(status__in=OPEN_STATUSES)
+    if filters.severity:
+        incidents = incidents.filter(severity=filters.severity)
+    if filters.tlp:
+        incidents = incidents.filter(tlp=filters.tlp)
+    if filters.state:
+        incidents = incidents.filter(affected_states__code=filters.state.upper()).distinct()
+    if filters.q:
+        incidents = incidents.filter(Q(title__icontains=filters.q) | Q(reference__iexact=filters.q))
+    return incidents
+
+
+def get_or_404(user: Reader, reference: str) -> Incident:
+    """One incident ``user`` may read, else 404 (audited as ``object.read`` from TLP:AMBER up)."""
+    return access.get_readable_or_404(
+        Incident.objects.select_related("origin_organisation", "coordinating_organisation", "merged_into"),
+        user,
+        reference=reference,
+    )
+
+
+def timeline(incident: Incident) -> QuerySet[TimelineEntry]:
+    """The incident's timeline; call only with an incident the reader may read."""
+    return incident.timeline.select_related("actor", "organisation").order_by("created_at", "pk")
+
+
+def participants(incident: Incident) -> QuerySet[Participant]:
+    return incident.participants.select_related("organisation", "organisation__profile__state").order_by(
+        "status", "organisation__name"
+    )
+
+
+def tasks(incident: Incident) -> QuerySet[IncidentTask]:
+    return incident.tasks.select_related("organisation").order_by("status", "due_at", "pk")
+
+
+def linked_objects(user: Reader, incident: Incident) -> list[Any]:
+    """The linked STIX objects (latest versions) that ``user`` may read: a link to an object
+    hidden from the reader is not shown, not even counted."""
+    from minga.intel import queries as intel
+
+    ids = list(incident.links.values_list("stix_id", flat=True))
+    return list(intel.latest_visible(user).filter(stix_id__in=ids).order_by("type", "label"))
+
+
+def notifications_for(user: Reader) -> QuerySet[Notification]:
+    """In-app notifications of the reader's organisations, about incidents the reader may read."""
+    reader = access.reader_for(user)
+    if not reader.organisation_ids:
+        return Notification.objects.none()
+    return (
+        Notification.objects.filter(
+            channel=Channel.IN_APP,
+            organisation_id__in=reader.organisation_ids,
+            incident__in=Incident.objects.visible_to(user).values("pk"),  # type: ignore[attr-defined]
+        )
+        .select_related("incident", "organisation")
+        .order_by("-created_at", "-pk")
+    )

@@ -1,0 +1,998 @@
+"""Domain operations on incidents. Each checks who may act, changes the rows in one
+transaction, writes the timeline entry and the audit entry there, and puts what must be told
+into the outbox (``Notification``) in the same transaction.
+
+Who may do what:
+
+* open an incident: analysts, liaisons and admins of the reporting organisation;
+* coordinate (edit, change status, observables, participants, tasks, merge): such members of the
+  reporting or of the coordinating organisation;
+* contribute (comment, link intelligence): coordinators and such members of an organisation
+  that takes part (added and not removed), provided the incident's TLP lets them read it;
+* acknowledge or decline: such members of the participant organisation.
+
+``actor=None`` is the node itself, on an operator's command (the CLI, the demo loader).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.mail import send_mail
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from minga.core import access, audit
+from minga.core.choices import TLP, Role
+from minga.core.models import Membership, Organisation, User
+from minga.directory import resolution
+from minga.directory.choices import ContactRole, OrganisationKind
+from minga.directory.constituency import MAX_ASN, normalise_domain
+from minga.directory.models import MemberState, OrganisationProfile, PointOfContact, Sector
+from minga.incidents.choices import (
+    AWAITING_ACK,
+    PAP,
+    READING_STATUSES,
+    REASON_REQUIRED,
+    TAXONOMY_OF,
+    TRANSITIONS,
+    Channel,
+    DeliveryStatus,
+    EventType,
+    IncidentStatus,
+    ObservableKind,
+    ParticipantStatus,
+    Severity,
+    TaskStatus,
+    TimelineKind,
+)
+from minga.incidents.models import (
+    Incident,
+    IncidentLink,
+    IncidentObservable,
+    IncidentTask,
+    Notification,
+    Participant,
+    ReferenceCounter,
+    TimelineEntry,
+)
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AnonymousUser
+
+    Actor = User | AnonymousUser | None
+
+WORKING_ROLES = (Role.NODE_ADMIN, Role.ORG_ADMIN, Role.ANALYST, Role.LIAISON)
+MAX_OBSERVABLES = 1000  # per call: a list pasted from a report, not a feed (feeds go to the pipeline)
+MAX_TEXT = 20_000
+CLAIM_SECONDS = 600  # how long an e-mail attempt holds its notification
+
+
+# --- who may act -------------------------------------------------------------------------------
+
+
+def working_organisation_ids(actor: Actor) -> set[int]:
+    """Organisations in whose name ``actor`` works on incidents."""
+    if actor is None or not actor.is_authenticated or not actor.is_active:
+        return set()
+    return set(
+        Membership.objects.filter(user_id=actor.pk, is_active=True, role__in=WORKING_ROLES).values_list(
+            "organisation_id", flat=True
+        )
+    )
+
+
+def may_open(actor: Actor, organisation: Organisation) -> bool:
+    return actor is None or organisation.pk in working_organisation_ids(actor)
+
+
+def may_coordinate(actor: Actor, incident: Incident) -> bool:
+    if actor is None:
+        return True
+    if not access.can_read(actor, incident):
+        return False
+    own = working_organisation_ids(actor)
+    return bool(own & {incident.origin_organisation_id, incident.coordinating_organisation_id})
+
+
+def participating_ids(incident: Incident) -> set[int]:
+    return set(
+        incident.participants.filter(status__in=READING_STATUSES).values_list("organisation_id", flat=True)
+    )
+
+
+def may_contribute(actor: Actor, incident: Incident) -> bool:
+    if actor is None or may_coordinate(actor, incident):
+        return True
+    if not access.can_read(actor, incident):
+        return False
+    return bool(working_organisation_ids(actor) & participating_ids(incident))
+
+
+def _require_coordinator(actor: Actor, incident: Incident) -> None:
+    if not may_coordinate(actor, incident):
+        raise PermissionDenied(
+            _("Only the reporting and coordinating organisations' analysts may do this on %(ref)s.")
+            % {"ref": incident.reference}
+        )
+
+
+def _require_contributor(actor: Actor, incident: Incident) -> None:
+    if not may_contribute(actor, incident):
+        raise PermissionDenied(
+            _("Only the organisations taking part in %(ref)s may do this.") % {"ref": incident.reference}
+        )
+
+
+def _not_merged(incident: Incident) -> None:
+    if incident.merged_into_id is not None:
+        raise ValidationError(
+            _("%(ref)s was merged into another incident; work on that one.") % {"ref": incident.reference}
+        )
+
+
+# --- references ----------------------------------------------------------------------------------
+
+
+def allocate_reference(now: datetime | None = None) -> str:
+    """The next reference of the year, ``MNG-YYYY-NNNNNN``. Call it inside the transaction that
+    stores the incident: concurrent callers queue on the counter's row (PostgreSQL) or on the
+    database's write lock (SQLite), and a rollback gives the number back, so numbers have no gaps
+    and no duplicates."""
+    year = (now or timezone.now()).year
+    if not ReferenceCounter.objects.filter(year=year).update(last=F("last") + 1):
+        try:
+            with transaction.atomic():  # the first of the year: two may try at once
+                ReferenceCounter.objects.create(year=year, last=1)
+        except IntegrityError:
+            ReferenceCounter.objects.filter(year=year).update(last=F("last") + 1)
+    number = ReferenceCounter.objects.values_list("last", flat=True).get(year=year)
+    return f"MNG-{year}-{number:06d}"
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _timeline(
+    incident: Incident,
+    kind: str,
+    actor: Actor,
+    text: str = "",
+    details: dict[str, Any] | None = None,
+    organisation: Organisation | None = None,
+) -> TimelineEntry:
+    user = actor if actor is not None and actor.is_authenticated else None
+    return TimelineEntry.objects.create(
+        incident=incident,
+        kind=kind,
+        actor=user,
+        organisation=organisation,
+        text=text,
+        details=details or {},
+    )
+
+
+def _audit(action: str, actor: Actor, incident: Incident, **details: Any) -> None:
+    audit.record(
+        action,
+        actor=actor,
+        obj=incident,
+        organisation=incident.origin_organisation,
+        details={"reference": incident.reference, **details},
+    )
+
+
+def _clean_text(value: Any, field: str, *, required: bool, limit: int) -> str:
+    text = str(value or "").replace("\x00", "").strip()
+    if required and not text:
+        raise ValidationError({field: _("This field is required.")})
+    if len(text) > limit:
+        raise ValidationError({field: _("At most %(n)d characters.") % {"n": limit}})
+    return text
+
+
+def _choice(value: Any, choices: Any, field: str) -> str:
+    if value not in choices.values:
+        raise ValidationError({field: _("%(value)s is not a valid choice.") % {"value": str(value)[:40]}})
+    return str(value)
+
+
+def _classification(taxonomy: str, kind: str) -> tuple[str, str]:
+    kind = _choice(kind, EventType, "type")
+    expected = TAXONOMY_OF[kind]
+    if taxonomy and taxonomy != expected:
+        raise ValidationError(
+            {
+                "type": _("The RSIT type %(type)s belongs to the taxonomy %(taxonomy)s.")
+                % {"type": kind, "taxonomy": expected}
+            }
+        )
+    return expected, kind
+
+
+def _sync_recipients(incident: Incident) -> None:
+    """The incident's recipient organisations are its coordinator and its reading participants."""
+    ids = participating_ids(incident) | {incident.coordinating_organisation_id}
+    ids.discard(incident.origin_organisation_id)
+    incident.recipient_organisations.set(ids)
+
+
+def _name_author(incident: Incident, actor: Actor) -> None:
+    # TLP:RED is read by named people only: the author is always one of them.
+    if incident.tlp == TLP.RED and actor is not None and actor.is_authenticated:
+        incident.recipient_users.add(actor)  # type: ignore[arg-type]
+
+
+# --- opening and editing -------------------------------------------------------------------------
+
+
+@transaction.atomic
+def open_incident(
+    actor: Actor,
+    organisation: Organisation,
+    *,
+    title: str,
+    type: str,
+    description: str = "",
+    taxonomy: str = "",
+    severity: str = Severity.MEDIUM,
+    tlp: str = TLP.AMBER,
+    pap: str = PAP.AMBER,
+    coordinating_organisation: Organisation | None = None,
+    affected_states: Iterable[MemberState] = (),
+    affected_sectors: Iterable[Sector] = (),
+    affected_organisations: Iterable[Organisation] = (),
+    observables: Sequence[str] = (),
+) -> Incident:
+    """Open an incident reported by ``organisation``, with the next reference of the year.
+    Audited as ``incident.open``. A coordinator other than the reporter becomes a participant
+    that has acknowledged."""
+    if not may_open(actor, organisation):
+        raise PermissionDenied(
+            _("Only analysts and admins of %(organisation)s may open incidents in its name.")
+            % {"organisation": organisation.short_name}
+        )
+    title = _clean_text(title, "title", required=True, limit=200)
+    description = _clean_text(description, "description", required=False, limit=MAX_TEXT)
+    taxonomy, kind = _classification(taxonomy, type)
+    severity = _choice(severity, Severity, "severity")
+    tlp = _choice(tlp, TLP, "tlp")
+    pap = _choice(pap, PAP, "pap")
+    if tlp == TLP.RED and (actor is None or not actor.is_authenticated):
+        raise ValidationError({"tlp": _("A TLP:RED incident is read by named people: open it as a person.")})
+    coordinator = coordinating_organisation or organisation
+    now = timezone.now()
+    incident = Incident.objects.create(
+        reference=allocate_reference(now),
+        title=title,
+        description=description,
+        taxonomy=taxonomy,
+        type=kind,
+        severity=severity,
+        tlp=tlp,
+        pap=pap,
+        origin_organisation=organisation,
+        coordinating_organisation=coordinator,
+        created_by=actor if actor is not None and actor.is_authenticated else None,
+    )
+    incident.affected_states.set(list(affected_states))
+    incident.affected_sectors.set(list(affected_sectors))
+    incident.affected_organisations.set(list(affected_organisations))
+    _name_author(incident, actor)
+    if coordinator != organisation:
+        Participant.objects.create(
+            incident=incident,
+            organisation=coordinator,
+            status=ParticipantStatus.ACKNOWLEDGED,
+            added_at=now,
+            acknowledged_at=now,
+        )
+    _sync_recipients(incident)
+    _timeline(incident, TimelineKind.OPENED, actor, organisation=organisation)
+    _audit(
+        "incident.open",
+        actor,
+        incident,
+        title=title,
+        type=kind,
+        severity=severity,
+        tlp=tlp,
+        pap=pap,
+        coordinator=coordinator.short_name,
+    )
+    if observables:
+        add_observables(actor, incident, observables)
+    return incident
+
+
+EDITABLE = (
+    "title",
+    "description",
+    "type",
+    "severity",
+    "tlp",
+    "pap",
+    "coordinating_organisation",
+    "affected_states",
+    "affected_sectors",
+    "affected_organisations",
+)
+
+
+@transaction.atomic
+def update_incident(actor: Actor, incident: Incident, **changes: Any) -> Incident:
+    """Change the incident's description, classification, severity, TLP, PAP, coordinator or
+    what it affects. Coordinators only; audited as ``incident.update`` with what changed."""
+    _require_coordinator(actor, incident)
+    unknown = set(changes) - set(EDITABLE)
+    if unknown:
+        raise ValidationError(_("These fields cannot be changed: %(names)s.") % {"names": ", ".join(unknown)})
+    changed: dict[str, Any] = {}
+    if "title" in changes:
+        changes["title"] = _clean_text(changes["title"], "title", required=True, limit=200)
+    if "description" in changes:
+        changes["description"] = _clean_text(
+            changes["description"], "description", required=False, limit=MAX_TEXT
+        )
+    if "type" in changes:
+        incident_taxonomy, changes["type"] = _classification("", changes["type"])
+        if incident_taxonomy != incident.taxonomy:
+            changed["taxonomy"] = {"from": incident.taxonomy, "to": incident_taxonomy}
+            incident.taxonomy = incident_taxonomy
+    for name, choices in (("severity", Severity), ("tlp", TLP), ("pap", PAP)):
+        if name in changes:
+            changes[name] = _choice(changes[name], choices, name)
+    if changes.get("tlp") == TLP.RED and (actor is None or not actor.is_authenticated):
+        raise ValidationError(
+            {"tlp": _("A TLP:RED incident is read by named people: change it as a person.")}
+        )
+    for name in ("title", "description", "type", "severity", "tlp", "pap"):
+        if name in changes and getattr(incident, name) != changes[name]:
+            changed[name] = {"from": getattr(incident, name), "to": changes[name]}
+            setattr(incident, name, changes[name])
+    coordinator = changes.get("coordinating_organisation")
+    if coordinator is not None and coordinator.pk != incident.coordinating_organisation_id:
+        changed["coordinator"] = {
+            "from": incident.coordinating_organisation.short_name,
+            "to": coordinator.short_name,
+        }
+        incident.coordinating_organisation = coordinator
+    incident.save()
+    for name in ("affected_states", "affected_sectors", "affected_organisations"):
+        if name in changes:
+            manager = getattr(incident, name)
+            before = set(manager.values_list("pk", flat=True))
+            after = {o.pk for o in changes[name]}
+            if before != after:
+                manager.set(list(changes[name]))
+                changed[name] = sorted(str(o) for o in changes[name])
+    if "tlp" in changed:
+        _name_author(incident, actor)
+    if "coordinator" in changed:
+        _sync_recipients(incident)
+    if changed:
+        _timeline(incident, TimelineKind.EDITED, actor, details={"changed": sorted(changed)})
+        _audit("incident.update", actor, incident, changes=changed)
+    return incident
+
+
+@transaction.atomic
+def change_status(actor: Actor, incident: Incident, status: str, reason: str = "") -> Incident:
+    """Move the incident along its lifecycle (``choices.TRANSITIONS``); resolving, closing and
+    reopening need a reason. Coordinators only; audited as ``incident.status``."""
+    _require_coordinator(actor, incident)
+    _not_merged(incident)
+    status = _choice(status, IncidentStatus, "status")
+    reason = _clean_text(reason, "reason", required=False, limit=MAX_TEXT)
+    old = incident.status
+    if status not in TRANSITIONS[old]:
+        raise ValidationError(
+            {
+                "status": _("An incident that is %(from)s cannot become %(to)s.")
+                % {"from": IncidentStatus(old).label, "to": IncidentStatus(status).label}
+            }
+        )
+    if (old, status) in REASON_REQUIRED and not reason:
+        raise ValidationError({"reason": _("Say why: this change needs a reason.")})
+    now = timezone.now()
+    incident.status, incident.status_reason = status, reason
+    if status == IncidentStatus.RESOLVED:
+        incident.resolved_at = now
+    if status == IncidentStatus.CLOSED:
+        incident.closed_at = now
+    if status == IncidentStatus.IN_PROGRESS:
+        incident.resolved_at = incident.closed_at = None
+    incident.save()
+    _timeline(incident, TimelineKind.STATUS, actor, reason, {"from": old, "to": status})
+    _audit("incident.status", actor, incident, **{"from": old, "to": status, "reason": reason})
+    return incident
+
+
+# --- observables and participants -------------------------------------------------------------
+
+
+def parse_observable(text: str) -> tuple[str, str]:
+    """An IP address, an AS number ("AS64500" or "64500") or a domain, in canonical form.
+    Raises ``ValueError`` with a message a person can act on."""
+    raw = text.strip()
+    if not raw:
+        raise ValueError(_("The value is empty."))
+    try:
+        return ObservableKind.IP, str(ipaddress.ip_address(raw))
+    except ValueError:
+        pass
+    digits = raw[2:] if raw[:2].upper() == "AS" else raw
+    if digits.isdigit():
+        if not 0 < int(digits) <= MAX_ASN:
+            raise ValueError(_("%(text)s is not an AS number (AS1 to AS4294967295).") % {"text": raw[:40]})
+        return ObservableKind.ASN, str(int(digits))
+    if raw.replace(".", "").isdigit() or ":" in raw or "/" in raw:
+        raise ValueError(_("%(text)s is not an IP address.") % {"text": raw[:60]})
+    return ObservableKind.DOMAIN, normalise_domain(raw)
+
+
+@transaction.atomic
+def add_observables(actor: Actor, incident: Incident, values: Sequence[str]) -> list[IncidentObservable]:
+    """Add IP addresses, AS numbers and domains to the incident, all or nothing: a bad value is
+    reported with its position. Coordinators only; audited as ``incident.observables``."""
+    _require_coordinator(actor, incident)
+    values = [v for v in (str(v).replace("\x00", "") for v in values) if v.strip()]
+    if len(values) > MAX_OBSERVABLES:
+        raise ValidationError({"observables": _("At most %(n)d values at a time.") % {"n": MAX_OBSERVABLES}})
+    parsed, problems = [], []
+    for position, value in enumerate(values, start=1):
+        try:
+            parsed.append(parse_observable(value))
+        except ValueError as exc:
+            problems.append(_("Value %(n)d: %(error)s") % {"n": position, "error": exc})
+    if problems:
+        raise ValidationError({"observables": problems[:20]})
+    existing = set(incident.observables.values_list("kind", "value"))
+    fresh = [pair for pair in dict.fromkeys(parsed) if pair not in existing]
+    created = IncidentObservable.objects.bulk_create(
+        [IncidentObservable(incident=incident, kind=k, value=v) for k, v in fresh]
+    )
+    if created:
+        shown = [f"{k}:{v}" for k, v in fresh]
+        _timeline(
+            incident, TimelineKind.OBSERVABLE, actor, details={"added": shown[:50], "count": len(shown)}
+        )
+        _audit("incident.observables", actor, incident, added=shown[:200], count=len(shown))
+    return created
+
+
+def affected_constituencies(incident: Incident) -> dict[int, dict[str, Any]]:
+    """Who answers for the incident's observables, resolved in one batch through the directory's
+    resolution service, with the national CSIRTs of the owners' states: organisation id →
+    {"basis": {"owner", "national_csirt"}, "observables": [...]}."""
+    index = resolution.current()
+    rows = list(incident.observables.values_list("kind", "value"))
+    by_kind: dict[str, list[str]] = {ObservableKind.IP: [], ObservableKind.ASN: [], ObservableKind.DOMAIN: []}
+    for kind, value in rows:
+        by_kind[kind].append(value)
+    answers: dict[str, list[tuple[int, ...] | None]] = {
+        ObservableKind.IP: index.resolve_ips(by_kind[ObservableKind.IP]),
+        ObservableKind.ASN: index.resolve_asns([int(a) for a in by_kind[ObservableKind.ASN]]),
+        ObservableKind.DOMAIN: index.resolve_domains(by_kind[ObservableKind.DOMAIN]),
+    }
+    found: dict[int, dict[str, Any]] = {}
+
+    def note(org_id: int, basis: str, observable: str) -> None:
+        entry = found.setdefault(org_id, {"basis": set(), "observables": []})
+        entry["basis"].add(basis)
+        if observable not in entry["observables"]:
+            entry["observables"].append(observable)
+
+    owners_of: dict[int, list[str]] = {}
+    for kind, values in by_kind.items():
+        for value, owners in zip(values, answers[kind], strict=True):
+            for org_id in owners or ():
+                note(org_id, "owner", value)
+                owners_of.setdefault(org_id, []).append(value)
+    states = dict(
+        OrganisationProfile.objects.filter(organisation_id__in=owners_of, state__isnull=False).values_list(
+            "organisation_id", "state_id"
+        )
+    )
+    national = OrganisationProfile.objects.filter(
+        kind=OrganisationKind.NATIONAL_CSIRT, state_id__in=set(states.values())
+    ).values_list("organisation_id", "state_id")
+    for org_id, state_id in national:
+        for owner, owner_state in states.items():
+            if owner_state == state_id:
+                for value in owners_of[owner]:
+                    note(org_id, "national_csirt", value)
+    return found
+
+
+@transaction.atomic
+def propose_participants(actor: Actor, incident: Incident) -> list[Participant]:
+    """Resolve the observables and propose their owners and the national CSIRTs of the owners'
+    states as participants. A proposal grants nothing: the coordinator adds whom it chooses.
+    Coordinators only; audited as ``incident.propose``."""
+    _require_coordinator(actor, incident)
+    _not_merged(incident)
+    found = affected_constituencies(incident)
+    found.pop(incident.origin_organisation_id, None)
+    found.pop(incident.coordinating_organisation_id, None)
+    existing = {p.organisation_id: p for p in incident.participants.all()}
+    now = timezone.now()
+    proposed = []
+    for org_id, why in sorted(found.items()):
+        proposal = {"basis": sorted(why["basis"]), "observables": why["observables"][:50]}
+        participant = existing.get(org_id)
+        if participant is None:
+            participant = Participant.objects.create(
+                incident=incident, organisation_id=org_id, proposal=proposal, proposed_at=now
+            )
+        elif participant.status == ParticipantStatus.PROPOSED:
+            participant.proposal = proposal
+            participant.save(update_fields=["proposal"])
+        else:
+            continue
+        proposed.append(participant)
+    names = dict(
+        Organisation.objects.filter(pk__in=[p.organisation_id for p in proposed]).values_list(
+            "pk", "short_name"
+        )
+    )
+    shown = [names[p.organisation_id] for p in proposed]
+    if proposed:
+        _timeline(incident, TimelineKind.PARTICIPANT, actor, details={"proposed": shown})
+    _audit("incident.propose", actor, incident, proposed=shown, observables=incident.observables.count())
+    return proposed
+
+
+def _participant_message(incident: Incident, event: str) -> tuple[str, str]:
+    """Subject and body of a notification. E-mail leaves the node unencrypted (OpenPGP is to
+    come), so it carries the reference, severity, TLP and PAP and a link, never the title or
+    the description: the reader signs in to read what the TLP allows."""
+    link = f"{settings.MINGA_PUBLIC_URL.rstrip('/')}/incidents/{incident.reference}/"
+    labels = {
+        "participant_added": _("Your organisation was added to incident %(ref)s"),
+        "task_assigned": _("A task of incident %(ref)s was assigned to your organisation"),
+        "participant_acknowledged": _("A participant acknowledged incident %(ref)s"),
+        "participant_declined": _("A participant declined incident %(ref)s"),
+    }
+    subject = labels[event] % {"ref": incident.reference}
+    body = _(
+        "%(subject)s.\n\nReference: %(ref)s\nSeverity: %(severity)s\n%(tlp)s, %(pap)s\n"
+        "Coordinator: %(coordinator)s\n\nSign in to read it and acknowledge: %(link)s\n"
+    ) % {
+        "subject": subject,
+        "ref": incident.reference,
+        "severity": incident.get_severity_display(),
+        "tlp": incident.get_tlp_display(),
+        "pap": incident.get_pap_display(),
+        "coordinator": incident.coordinating_organisation.name,
+        "link": link,
+    }
+    return subject, body
+
+
+def notify(incident: Incident, organisation: Organisation, event: str, *, email: bool) -> list[Notification]:
+    """Put notifications of ``event`` for ``organisation`` in the outbox, in the caller's
+    transaction: in-app (delivered by being written) and, if ``email``, one for its 24/7 contacts,
+    whose delivery task is enqueued in the same transaction (the queue is in the database)."""
+    from minga.incidents import tasks
+
+    subject, body = _participant_message(incident, event)
+    now = timezone.now()
+    made = [
+        Notification.objects.create(
+            incident=incident,
+            organisation=organisation,
+            channel=Channel.IN_APP,
+            event=event,
+            subject=subject,
+            body=body,
+            status=DeliveryStatus.DELIVERED,
+            delivered_at=now,
+        )
+    ]
+    if email:
+        mail = Notification.objects.create(
+            incident=incident,
+            organisation=organisation,
+            channel=Channel.EMAIL,
+            event=event,
+            subject=subject,
+            body=body,
+        )
+        tasks.deliver_notification.enqueue(mail.pk)
+        made.append(mail)
+    return made
+
+
+@transaction.atomic
+def add_participant(actor: Actor, incident: Incident, organisation: Organisation) -> Participant:
+    """Add an organisation (proposed or not) as a participant: it becomes a recipient of the
+    incident, reading what the TLP allows, and its 24/7 contacts are notified through the
+    outbox. Coordinators only; audited as ``incident.participant_add``."""
+    _require_coordinator(actor, incident)
+    _not_merged(incident)
+    if organisation.pk == incident.origin_organisation_id:
+        raise ValidationError({"organisation": _("This is the reporting organisation.")})
+    participant, _created = Participant.objects.get_or_create(incident=incident, organisation=organisation)
+    if participant.status in READING_STATUSES:
+        raise ValidationError(
+            {"organisation": _("%(org)s takes part already.") % {"org": organisation.short_name}}
+        )
+    participant.status = ParticipantStatus.ADDED
+    participant.added_at = timezone.now()
+    participant.notified_at = participant.acknowledged_at = participant.declined_at = None
+    participant.reason = ""
+    participant.save()
+    _sync_recipients(incident)
+    notify(incident, organisation, "participant_added", email=True)
+    _timeline(incident, TimelineKind.PARTICIPANT, actor, details={"added": organisation.short_name})
+    _audit("incident.participant_add", actor, incident, participant=organisation.short_name)
+    return participant
+
+
+@transaction.atomic
+def remove_participant(
+    actor: Actor, incident: Incident, organisation: Organisation, reason: str = ""
+) -> Participant:
+    """Take an organisation out of the incident: it no longer reads it (unless the TLP lets every
+    member read). Coordinators only; audited as ``incident.participant_remove``."""
+    _require_coordinator(actor, incident)
+    if organisation.pk == incident.coordinating_organisation_id:
+        raise ValidationError({"organisation": _("Name another coordinator first.")})
+    participant = incident.participants.filter(organisation=organisation).first()
+    if participant is None or participant.status == ParticipantStatus.REMOVED:
+        raise ValidationError(
+            {"organisation": _("%(org)s does not take part.") % {"org": organisation.short_name}}
+        )
+    reason = _clean_text(reason, "reason", required=False, limit=MAX_TEXT)
+    participant.status, participant.reason = ParticipantStatus.REMOVED, reason
+    participant.save(update_fields=["status", "reason"])
+    _sync_recipients(incident)
+    _timeline(incident, TimelineKind.PARTICIPANT, actor, reason, {"removed": organisation.short_name})
+    _audit("incident.participant_remove", actor, incident, participant=organisation.short_name, reason=reason)
+    return participant
+
+
+def _own_participation(actor: Actor, incident: Incident, organisation: Organisation | None) -> Participant:
+    own = working_organisation_ids(actor)
+    candidates = incident.participants.filter(status__in=READING_STATUSES, organisation_id__in=own)
+    if organisation is not None:
+        candidates = candidates.filter(organisation=organisation)
+    found = list(candidates.select_related("organisation")[:2])
+    if not found or not access.can_read(actor, incident):
+        raise PermissionDenied(_("Only a participant's analysts may answer for it."))
+    if len(found) > 1:
+        raise ValidationError({"organisation": _("Say for which of your organisations you answer.")})
+    return found[0]
+
+
+@transaction.atomic
+def acknowledge(actor: Actor, incident: Incident, organisation: Organisation | None = None) -> Participant:
+    """The participant says it has taken the incident on; the time to acknowledge is counted
+    from when it was added. Its analysts only; audited as ``incident.acknowledge``."""
+    participant = _own_participation(actor, incident, organisation)
+    if participant.status == ParticipantStatus.ACKNOWLEDGED:
+        raise ValidationError(
+            _("%(org)s acknowledged already.") % {"org": participant.organisation.short_name}
+        )
+    participant.status = ParticipantStatus.ACKNOWLEDGED
+    participant.acknowledged_at = timezone.now()
+    participant.declined_at, participant.reason = None, ""
+    participant.save()
+    elapsed = participant.time_to_acknowledge
+    seconds = int(elapsed.total_seconds()) if elapsed is not None else None
+    notify(incident, incident.coordinating_organisation, "participant_acknowledged", email=False)
+    _timeline(
+        incident,
+        TimelineKind.PARTICIPANT,
+        actor,
+        details={"acknowledged": participant.organisation.short_name, "seconds": seconds},
+        organisation=participant.organisation,
+    )
+    _audit(
+        "incident.acknowledge",
+        actor,
+        incident,
+        participant=participant.organisation.short_name,
+        time_to_acknowledge_seconds=seconds,
+    )
+    return participant
+
+
+@transaction.atomic
+def decline(
+    actor: Actor, incident: Incident, reason: str, organisation: Organisation | None = None
+) -> Participant:
+    """The participant declines to take part, saying why. Its analysts only; audited as
+    ``incident.decline``."""
+    participant = _own_participation(actor, incident, organisation)
+    reason = _clean_text(reason, "reason", required=True, limit=MAX_TEXT)
+    if participant.status == ParticipantStatus.DECLINED:
+        raise ValidationError(_("%(org)s declined already.") % {"org": participant.organisation.short_name})
+    participant.status, participant.reason = ParticipantStatus.DECLINED, reason
+    participant.declined_at = timezone.now()
+    participant.save()
+    notify(incident, incident.coordinating_organisation, "participant_declined", email=False)
+    _timeline(
+        incident,
+        TimelineKind.PARTICIPANT,
+        actor,
+        reason,
+        {"declined": participant.organisation.short_name},
+        organisation=participant.organisation,
+    )
+    _audit(
+        "incident.decline", actor, incident, participant=participant.organisation.short_name, reason=reason
+    )
+    return participant
+
+
+# --- timeline, tasks, links --------------------------------------------------------------------
+
+
+def _actor_organisation(actor: Actor, incident: Incident) -> Organisation | None:
+    own = working_organisation_ids(actor)
+    for org_id in (incident.coordinating_organisation_id, incident.origin_organisation_id):
+        if org_id in own:
+            return Organisation.objects.get(pk=org_id)
+    ids = own & participating_ids(incident)
+    return Organisation.objects.filter(pk__in=ids).order_by("name").first() if ids else None
+
+
+@transaction.atomic
+def comment(actor: Actor, incident: Incident, text: str) -> TimelineEntry:
+    """Write on the shared timeline. Contributors only; audited as ``incident.comment``."""
+    _require_contributor(actor, incident)
+    text = _clean_text(text, "text", required=True, limit=MAX_TEXT)
+    entry = _timeline(
+        incident, TimelineKind.COMMENT, actor, text, organisation=_actor_organisation(actor, incident)
+    )
+    _audit("incident.comment", actor, incident, entry=entry.pk, length=len(text))
+    return entry
+
+
+@transaction.atomic
+def add_task(
+    actor: Actor,
+    incident: Incident,
+    *,
+    title: str,
+    organisation: Organisation,
+    due_at: datetime | None = None,
+) -> IncidentTask:
+    """Ask an organisation taking part for a piece of work, by a due date; it is told in the
+    application. Coordinators only; audited as ``incident.task_add``."""
+    _require_coordinator(actor, incident)
+    _not_merged(incident)
+    title = _clean_text(title, "title", required=True, limit=200)
+    allowed = participating_ids(incident) | {
+        incident.origin_organisation_id,
+        incident.coordinating_organisation_id,
+    }
+    if organisation.pk not in allowed:
+        raise ValidationError(
+            {"organisation": _("Add %(org)s as a participant first.") % {"org": organisation.short_name}}
+        )
+    task = IncidentTask.objects.create(
+        incident=incident,
+        title=title,
+        organisation=organisation,
+        due_at=due_at,
+        created_by=actor if actor is not None and actor.is_authenticated else None,
+    )
+    notify(incident, organisation, "task_assigned", email=False)
+    shown = {"task": task.pk, "title": title, "organisation": organisation.short_name, "due_at": due_at}
+    _timeline(
+        incident, TimelineKind.TASK, actor, title, {**shown, "due_at": due_at.isoformat() if due_at else None}
+    )
+    _audit("incident.task_add", actor, incident, **shown)
+    return task
+
+
+@transaction.atomic
+def set_task_status(actor: Actor, task: IncidentTask, status: str) -> IncidentTask:
+    """Mark a task done, cancelled or open again: the coordinators, or the organisation it is
+    assigned to. Audited as ``incident.task_status``."""
+    incident = task.incident
+    status = _choice(status, TaskStatus, "status")
+    own = working_organisation_ids(actor)
+    if not (
+        may_coordinate(actor, incident) or (task.organisation_id in own and access.can_read(actor, incident))
+    ):
+        raise PermissionDenied(
+            _("Only the coordinators or the organisation the task is assigned to may change it.")
+        )
+    if task.status == status:
+        return task
+    old, task.status = task.status, status
+    task.completed_at = timezone.now() if status == TaskStatus.DONE else None
+    task.save(update_fields=["status", "completed_at"])
+    _timeline(incident, TimelineKind.TASK, actor, task.title, {"task": task.pk, "from": old, "to": status})
+    _audit("incident.task_status", actor, incident, task=task.pk, **{"from": old, "to": status})
+    return task
+
+
+@transaction.atomic
+def link_object(actor: Actor, incident: Incident, stix_id: str) -> IncidentLink:
+    """Link a STIX object of the intelligence store that ``actor`` may read. Contributors only;
+    audited as ``incident.link``."""
+    from minga.intel import queries as intel
+
+    _require_contributor(actor, incident)
+    stix_id = str(stix_id).strip()[:300]
+    objects = (
+        intel.latest_visible(actor) if actor is not None else intel.StixObject.objects.filter(is_latest=True)
+    )
+    if not objects.filter(stix_id=stix_id).exists():
+        raise ValidationError(
+            {"stix_id": _("No object you may read has the id %(id)s.") % {"id": stix_id[:80]}}
+        )
+    link, created = IncidentLink.objects.get_or_create(
+        incident=incident,
+        stix_id=stix_id,
+        defaults={"added_by": actor if actor is not None and actor.is_authenticated else None},
+    )
+    if created:
+        _timeline(incident, TimelineKind.LINK, actor, details={"linked": stix_id})
+        _audit("incident.link", actor, incident, stix_id=stix_id)
+    return link
+
+
+@transaction.atomic
+def unlink_object(actor: Actor, incident: Incident, stix_id: str) -> None:
+    """Remove a link to a STIX object. Contributors only; audited as ``incident.unlink``."""
+    _require_contributor(actor, incident)
+    deleted, _rows = incident.links.filter(stix_id=stix_id).delete()
+    if not deleted:
+        raise ValidationError(
+            {"stix_id": _("The incident is not linked to %(id)s.") % {"id": str(stix_id)[:80]}}
+        )
+    _timeline(incident, TimelineKind.LINK, actor, details={"unlinked": stix_id})
+    _audit("incident.unlink", actor, incident, stix_id=stix_id)
+
+
+@transaction.atomic
+def merge_incident(actor: Actor, duplicate: Incident, survivor: Incident, reason: str = "") -> Incident:
+    """Merge a duplicate into the incident that survives: the duplicate is closed and points to
+    the survivor, which takes its observables and intelligence links. Participants are not moved
+    (adding them would widen who reads the survivor): the survivor's timeline names them for the
+    coordinator to add. Coordinators of both only; audited as ``incident.merge`` on both."""
+    _require_coordinator(actor, duplicate)
+    _require_coordinator(actor, survivor)
+    if duplicate.pk == survivor.pk:
+        raise ValidationError({"survivor": _("An incident cannot be merged into itself.")})
+    _not_merged(duplicate)
+    if survivor.merged_into_id is not None:
+        raise ValidationError({"survivor": _("%(ref)s was merged itself.") % {"ref": survivor.reference}})
+    reason = _clean_text(reason, "reason", required=False, limit=MAX_TEXT)
+    have = set(survivor.observables.values_list("kind", "value"))
+    IncidentObservable.objects.bulk_create(
+        [
+            IncidentObservable(incident=survivor, kind=o.kind, value=o.value)
+            for o in duplicate.observables.all()
+            if (o.kind, o.value) not in have
+        ]
+    )
+    linked = set(survivor.links.values_list("stix_id", flat=True))
+    IncidentLink.objects.bulk_create(
+        [
+            IncidentLink(incident=survivor, stix_id=link.stix_id, added_by=link.added_by)
+            for link in duplicate.links.all()
+            if link.stix_id not in linked
+        ]
+    )
+    old_status = duplicate.status
+    duplicate.merged_into = survivor
+    duplicate.status = IncidentStatus.CLOSED
+    duplicate.status_reason = reason or _("Duplicate of %(ref)s.") % {"ref": survivor.reference}
+    duplicate.closed_at = timezone.now()
+    duplicate.save()
+    participants = sorted(
+        duplicate.participants.filter(status__in=READING_STATUSES).values_list(
+            "organisation__short_name", flat=True
+        )
+    )
+    _timeline(
+        duplicate, TimelineKind.MERGE, actor, reason, {"into": survivor.reference, "from_status": old_status}
+    )
+    _timeline(
+        survivor,
+        TimelineKind.MERGE,
+        actor,
+        reason,
+        {"merged": duplicate.reference, "participants": participants},
+    )
+    _audit("incident.merge", actor, duplicate, into=survivor.reference, reason=reason)
+    _audit("incident.merge", actor, survivor, merged=duplicate.reference, reason=reason)
+    return survivor
+
+
+# --- the outbox's e-mail ---------------------------------------------------------------------
+
+
+class NotDelivered(Exception):
+    """An e-mail could not go out now; the task tries again later."""
+
+
+def duty_addresses(organisation_id: int) -> list[str]:
+    return sorted(
+        set(
+            PointOfContact.objects.filter(organisation_id=organisation_id, role=ContactRole.DUTY).values_list(
+                "email", flat=True
+            )
+        )
+    )
+
+
+def deliver_email(notification_id: int) -> str:
+    """Send one e-mail notification to its organisation's 24/7 contacts. The attempt claims the
+    notification first (one conditional UPDATE), so two attempts never send it twice at once.
+    Each attempt is audited: ``incident.notification_delivered`` or
+    ``incident.notification_failed`` (then ``NotDelivered`` is raised, and the task retries)."""
+    now = timezone.now()
+    claimed = Notification.objects.filter(
+        Q(claimed_until__isnull=True) | Q(claimed_until__lt=now),
+        pk=notification_id,
+        channel=Channel.EMAIL,
+        status=DeliveryStatus.PENDING,
+    ).update(claimed_until=now + timedelta(seconds=CLAIM_SECONDS), attempts=F("attempts") + 1)
+    if not claimed:
+        return "delivered already, gone, or being sent"
+    notification = Notification.objects.select_related("incident", "organisation").get(pk=notification_id)
+    incident = notification.incident
+    addresses = duty_addresses(notification.organisation_id)
+    try:
+        if not addresses:
+            raise NotDelivered(
+                _("%(org)s has no 24/7 contact in the directory.")
+                % {"org": notification.organisation.short_name}
+            )
+        send_mail(notification.subject, notification.body, None, addresses)
+    except Exception as exc:
+        error = str(exc)[:1000] or type(exc).__name__
+        with transaction.atomic():
+            Notification.objects.filter(pk=notification_id).update(claimed_until=None, last_error=error)
+            _audit(
+                "incident.notification_failed",
+                None,
+                incident,
+                notification=notification_id,
+                organisation=notification.organisation.short_name,
+                attempt=notification.attempts,
+                error=error,
+            )
+        raise NotDelivered(error) from exc
+    with transaction.atomic():
+        Notification.objects.filter(pk=notification_id).update(
+            status=DeliveryStatus.DELIVERED,
+            delivered_at=timezone.now(),
+            claimed_until=None,
+            recipients=addresses,
+            last_error="",
+        )
+        Participant.objects.filter(
+            incident=incident,
+            organisation_id=notification.organisation_id,
+            status__in=AWAITING_ACK,
+            notified_at__isnull=True,
+        ).update(notified_at=timezone.now())
+        Participant.objects.filter(
+            incident=incident, organisation_id=notification.organisation_id, status=ParticipantStatus.ADDED
+        ).update(status=ParticipantStatus.NOTIFIED)
+        _audit(
+            "incident.notification_delivered",
+            None,
+            incident,
+            notification=notification_id,
+            organisation=notification.organisation.short_name,
+            recipients=addresses,
+            attempt=notification.attempts,
+        )
+    return f"sent to {len(addresses)} address(es)"
