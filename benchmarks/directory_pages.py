@@ -19,20 +19,15 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import logging
-import os
 import random
 import statistics
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from scratch import scratch_node  # beside this script; it puts src/ on the path
 
 ORGANISATIONS, CONTACTS, NETWORKS, ASNS, DOMAINS = 5_000, 20_000, 20_000, 5_000, 10_000
 BIG_STATE, BIG_STATE_ORGANISATIONS = "BR", 1_000
@@ -57,51 +52,6 @@ class Row:
     timings_ms: list[float]
     queries: int
     size: int
-
-
-# --- database ---------------------------------------------------------------------------------
-
-
-def _admin_url(url: str) -> tuple[str, str]:
-    """The maintenance database's URL and the name of the database to create."""
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/")
-    if not name or name in {"postgres", "template0", "template1"}:
-        raise SystemExit(f"MINGA_DATABASE_URL must name a scratch database of its own, not {name!r}")
-    return urlunsplit(parts._replace(path="/postgres")), name
-
-
-def _postgres(url: str, action: str) -> None:
-    import psycopg
-    from psycopg import sql
-
-    admin, name = _admin_url(url)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        if action == "create":
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-
-
-def set_up_django(scratch: Path) -> str:
-    """Point the settings at a fresh database before Django reads them; returns its URL."""
-    url = os.environ.get("MINGA_DATABASE_URL", "").strip() or f"sqlite:///{scratch / 'bench.sqlite3'}"
-    os.environ["MINGA_DATABASE_URL"] = url
-    os.environ["MINGA_VAR_DIR"] = str(scratch)
-    os.environ.setdefault("MINGA_SECRET_KEY", "benchmark-only-secret-key-not-for-any-node")
-    os.environ["MINGA_ALLOWED_HOSTS"] = "testserver"
-    os.environ["MINGA_DEBUG"] = "false"
-    os.environ.setdefault("MINGA_LOG_LEVEL", "WARNING")
-    os.environ["DJANGO_SETTINGS_MODULE"] = "minga.settings"
-    logging.getLogger("django.request").disabled = True  # a failed page is reported in one line
-    if url.startswith(("postgres://", "postgresql://")):
-        _postgres(url, "create")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
-    return url
 
 
 # --- data ---------------------------------------------------------------------------------------
@@ -427,16 +377,8 @@ def main() -> int:
     parser.add_argument("--profile", action="store_true", help="profile the pages (pyinstrument)")
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory(prefix="minga-bench-") as scratch:
-        url = set_up_django(Path(scratch))
-        try:
-            return run(args, url)
-        finally:
-            from django.db import connections
-
-            connections.close_all()
-            if url.startswith(("postgres://", "postgresql://")):
-                _postgres(url, "drop")
+    with scratch_node() as node:
+        return run(args, node.url)
 
 
 def run(args: argparse.Namespace, url: str) -> int:

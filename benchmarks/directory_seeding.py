@@ -13,34 +13,16 @@ must add nothing), and accepting 5,000 proposals for one organisation.
 from __future__ import annotations
 
 import ipaddress
-import os
 import random
-import sys
-import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from scratch import scratch_node  # beside this script; it puts src/ on the path
 
 DELEGATED_LINES, RPSL_OBJECTS, ACCEPTED = 100_000, 20_000, 5_000
 # Mostly the Americas, as LACNIC's and ARIN's files are; a few states that take no part.
 COUNTRIES = ["BR"] * 30 + ["US"] * 30 + ["MX"] * 8 + ["AR"] * 8 + ["CO", "CL", "CA", "UY", "PE", "EC"] * 3
 OUTSIDERS = ["CU", "DE", "JP"]
-
-
-def set_up_django(scratch: Path) -> None:
-    os.environ["MINGA_DATABASE_URL"] = f"sqlite:///{scratch / 'bench.sqlite3'}"
-    os.environ["MINGA_VAR_DIR"] = str(scratch)
-    os.environ.setdefault("MINGA_SECRET_KEY", "benchmark-only-secret-key-not-for-any-node")
-    os.environ["MINGA_DEBUG"] = "false"
-    os.environ.setdefault("MINGA_LOG_LEVEL", "WARNING")
-    os.environ["DJANGO_SETTINGS_MODULE"] = "minga.settings"
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
 
 
 def _global_block(rng: random.Random, size: int) -> ipaddress.IPv4Address:
@@ -114,9 +96,8 @@ def write_rpsl(path: Path, rng: random.Random) -> None:
 
 def main() -> None:
     rng = random.Random(2026)
-    with tempfile.TemporaryDirectory(prefix="minga-seed-bench-") as folder:
-        scratch = Path(folder)
-        set_up_django(scratch)
+    with scratch_node("minga-seed-bench-", sqlite_only=True) as node:
+        scratch = node.folder
         from minga.core import services as core_services
         from minga.directory import registries, services
         from minga.directory.choices import OrganisationKind

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import random
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -30,7 +29,8 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from intel_import import TS, _postgres, generate, set_up_django  # a sibling script
+from intel_import import TS, generate  # a sibling script
+from scratch import scratch_node
 
 TARGET_S = 2.0
 NEW_INDICATORS = 10_000
@@ -145,16 +145,8 @@ def main() -> None:
     parser.add_argument("--objects", type=int, default=1_000_000, help="objects in the store")
     args = parser.parse_args()
     rng = random.Random(2026)
-    with tempfile.TemporaryDirectory(prefix="minga-corr-bench-") as folder:
-        url = set_up_django(Path(folder))
-        try:
-            run(Path(folder), url, args.objects, rng)
-        finally:
-            if url.startswith(("postgres://", "postgresql://")):
-                from django.db import connections
-
-                connections.close_all()
-                _postgres(url, "drop")
+    with scratch_node("minga-corr-bench-") as node:
+        run(node.folder, node.url, args.objects, rng)
 
 
 if __name__ == "__main__":

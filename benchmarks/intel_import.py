@@ -16,61 +16,18 @@ already stored), the peak memory, and the time of a correlation query.
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import resource
-import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import orjson
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from scratch import scratch_node  # beside this script; it puts src/ on the path
 
 TARGET = 10_000  # objects/s
 TS = "2026-01-15T10:00:00.000Z"
-
-
-def _admin_url(url: str) -> tuple[str, str]:
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/")
-    if not name or name in {"postgres", "template0", "template1"}:
-        raise SystemExit(f"MINGA_DATABASE_URL must name a scratch database of its own, not {name!r}")
-    return urlunsplit(parts._replace(path="/postgres")), name
-
-
-def _postgres(url: str, action: str) -> None:
-    import psycopg
-    from psycopg import sql
-
-    admin, name = _admin_url(url)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        if action == "create":
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-
-
-def set_up_django(scratch: Path) -> str:
-    url = os.environ.get("MINGA_DATABASE_URL", "").strip() or f"sqlite:///{scratch / 'bench.sqlite3'}"
-    os.environ["MINGA_DATABASE_URL"] = url
-    os.environ["MINGA_VAR_DIR"] = str(scratch)
-    os.environ.setdefault("MINGA_SECRET_KEY", "benchmark-only-secret-key-not-for-any-node")
-    os.environ["MINGA_DEBUG"] = "false"
-    os.environ.setdefault("MINGA_LOG_LEVEL", "WARNING")
-    os.environ["DJANGO_SETTINGS_MODULE"] = "minga.settings"
-    if url.startswith(("postgres://", "postgresql://")):
-        _postgres(url, "create")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
-    return url
 
 
 def _sid(type_name: str, rng: random.Random) -> str:
@@ -203,17 +160,8 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="profile the import with pyinstrument")
     args = parser.parse_args()
     rng = random.Random(2026)
-    with tempfile.TemporaryDirectory(prefix="minga-intel-bench-") as folder:
-        scratch = Path(folder)
-        url = set_up_django(scratch)
-        try:
-            run(scratch, url, args.objects, args.profile, rng)
-        finally:
-            if url.startswith(("postgres://", "postgresql://")):
-                from django.db import connections
-
-                connections.close_all()
-                _postgres(url, "drop")
+    with scratch_node("minga-intel-bench-") as node:
+        run(node.folder, node.url, args.objects, args.profile, rng)
 
 
 def run(scratch: Path, url: str, total: int, profile: bool, rng: random.Random) -> None:
