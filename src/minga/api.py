@@ -197,3 +197,4 @@ def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
 api.add_router("/", "minga.core.api.router")
 api.add_router("/directory", "minga.directory.api.router")
 api.add_router("/intel", "minga.intel.api.router")
+api.add_router("/pipeline", "minga.pipeline.api.router")
