@@ -996,3 +996,14 @@ def deliver_email(notification_id: int) -> str:
             attempt=notification.attempts,
         )
     return f"sent to {len(addresses)} address(es)"
+
+
+def export_stix(actor: Actor, incident: Incident) -> bytes:
+    """The incident as a STIX 2.1 bundle (``minga.incidents.stix``). Call with an incident that
+    ``actor`` may read; audited as ``incident.export``."""
+    from minga.incidents import stix
+
+    document = stix.bundle(actor, incident)
+    with transaction.atomic():
+        _audit("incident.export", actor, incident, format="stix", bytes=len(document))
+    return document
