@@ -44,6 +44,7 @@ from minga.core.choices import Role
 from minga.core.models import ApiToken, Membership, Organisation, User
 from minga.directory import urls as directory_urls
 from minga.intel import urls as intel_urls
+from minga.pipeline import urls as pipeline_urls
 
 HTTP_METHODS = ("get", "post", "put", "patch", "delete")
 JSON = "application/json"
@@ -562,6 +563,7 @@ UI_APPS = [
     ("core", "", core_urls),
     ("directory", "directory/", directory_urls),
     ("intel", "intel/", intel_urls),
+    ("pipeline", "pipeline/", pipeline_urls),
 ]
 UI_PATTERNS = [
     UiRoute(namespace, prefix, p)
@@ -592,6 +594,22 @@ def _intel_object(world: World) -> str:
     return stix_id
 
 
+def _pipeline_run(world: World) -> Any:
+    """A feed of the admin's organisation with one run (the same each time)."""
+    from minga.pipeline import services as pipeline
+    from minga.pipeline.models import Feed
+
+    hub = world.admin.memberships.get().organisation
+    feed = Feed.objects.filter(name="bad-input-feed").first() or pipeline.register_feed(
+        None, hub, name="bad-input-feed", mapping={"source_ip": "ip"}
+    )
+    run = feed.runs.first() or pipeline.start_run(
+        None, feed, [b"ip\n192.0.2.1\nnot-an-ip\n"], "f.csv", queue=False
+    )
+    pipeline.run_inline(run)
+    return run
+
+
 # Existing values of URL parameters, by the path segment before them (``users/<int:pk>/`` is a
 # user), looked up afresh.
 UI_PATH_VALUES: dict[str, Callable[[World], Any]] = {
@@ -601,6 +619,8 @@ UI_PATH_VALUES: dict[str, Callable[[World], Any]] = {
     "tokens": lambda w: w.spare_token.pk,
     "states": lambda w: "BR",
     "objects": _intel_object,
+    "feeds": lambda w: _pipeline_run(w).feed.name,
+    "runs": lambda w: _pipeline_run(w).uuid,
 }
 GARBAGE_UI_PATH_VALUES = {
     "int": ["0", "9" * 30],

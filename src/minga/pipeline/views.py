@@ -1,0 +1,200 @@
+"""Pipeline pages: feeds and their settings, uploads, a run's counts and dead letters, and the
+events an organisation may read, with filters, counts and exports."""
+
+from __future__ import annotations
+
+from datetime import datetime, time
+from typing import Any
+from urllib.parse import urlencode
+from uuid import UUID
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_http_methods, require_POST
+
+from minga.core.forms import attach_service_errors
+from minga.core.models import Organisation, User
+from minga.pipeline import queries, services
+from minga.pipeline.choices import RunSource
+from minga.pipeline.forms import EventFilterForm, FeedForm, UploadForm
+from minga.pipeline.models import Feed, Run
+
+EVENTS_PER_PAGE = 50
+DEAD_LETTERS_PER_PAGE = 100
+
+
+def _user(request: HttpRequest) -> User:
+    return request.user  # type: ignore[return-value]
+
+
+def _feed(user: User, name: str) -> Feed:
+    return get_object_or_404(services.feeds_visible_to(user).select_related("owner"), name=name)
+
+
+def _errors(form: Any, exc: ValidationError | PermissionDenied) -> None:
+    attach_service_errors(form, exc if isinstance(exc, ValidationError) else ValidationError(str(exc)))
+
+
+@login_required
+def feed_list(request: HttpRequest) -> HttpResponse:
+    feeds = services.feeds_visible_to(_user(request)).select_related("owner").order_by("name")
+    return render(request, "pipeline/feed_list.html", {"feeds": feeds})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def feed_create(request: HttpRequest) -> HttpResponse:
+    user = _user(request)
+    form = FeedForm(user, request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            feed = services.register_feed(user, form.cleaned_data["owner"], **form.settings())
+        except (ValidationError, PermissionDenied) as exc:
+            _errors(form, exc)
+        else:
+            messages.success(request, _("The feed is registered."))
+            return redirect("pipeline:feed_detail", name=feed.name)
+    return render(request, "pipeline/feed_form.html", {"form": form})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def feed_detail(request: HttpRequest, name: str) -> HttpResponse:
+    """A feed's settings and runs, and the upload of a new file."""
+    user = _user(request)
+    feed = _feed(user, name)
+    form = UploadForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        upload = form.cleaned_data["file"]
+        try:
+            run = services.start_run(
+                user,
+                feed,
+                upload.chunks(),
+                (upload.name or "upload").replace("\x00", ""),
+                source=RunSource.UPLOAD,
+            )
+        except (ValidationError, PermissionDenied) as exc:
+            _errors(form, exc)
+        else:
+            messages.success(request, _("The file is kept and queued for processing."))
+            return redirect("pipeline:run_detail", uuid=run.uuid)
+    page = Paginator(Run.objects.filter(feed=feed).order_by("-created_at", "-pk"), 50).get_page(
+        request.GET.get("page")
+    )
+    context = {
+        "feed": feed,
+        "form": form,
+        "page": page,
+        "may_manage": services.may_manage(user, feed.owner_id),
+    }
+    return render(request, "pipeline/feed_detail.html", context)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def feed_edit(request: HttpRequest, name: str) -> HttpResponse:
+    user = _user(request)
+    feed = _feed(user, name)
+    form = FeedForm(user, request.POST or None, instance=Feed.objects.get(pk=feed.pk))
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.change_feed(user, feed, **form.settings())
+        except (ValidationError, PermissionDenied) as exc:
+            _errors(form, exc)
+        else:
+            messages.success(request, _("The feed is changed."))
+            return redirect("pipeline:feed_detail", name=feed.name)
+    return render(request, "pipeline/feed_form.html", {"form": form, "feed": feed})
+
+
+@login_required
+def run_detail(request: HttpRequest, uuid: UUID) -> HttpResponse:
+    """A run's progress and counts, and its dead letters with line, field and reason."""
+    run = get_object_or_404(services.runs_visible_to(_user(request)), uuid=uuid)
+    page = Paginator(run.dead_letters.order_by("line"), DEAD_LETTERS_PER_PAGE).get_page(
+        request.GET.get("page")
+    )
+    context = {"run": run, "page": page, "may_manage": services.may_manage(_user(request), run.feed.owner_id)}
+    return render(request, "pipeline/run_detail.html", context)
+
+
+@login_required
+@require_POST
+def run_reprocess(request: HttpRequest, uuid: UUID) -> HttpResponse:
+    run = get_object_or_404(services.runs_visible_to(_user(request)), uuid=uuid)
+    try:
+        result = services.reprocess_dead_letters(_user(request), run)
+    except (ValidationError, PermissionDenied) as exc:
+        messages.error(request, " ".join(exc.messages if isinstance(exc, ValidationError) else [str(exc)]))
+    else:
+        messages.success(
+            request,
+            _("%(stored)s dead letters became events; %(still)s are still invalid.")
+            % {"stored": result["stored"], "still": result["still_invalid"]},
+        )
+    return redirect("pipeline:run_detail", uuid=run.uuid)
+
+
+def _day(value: Any) -> datetime | None:
+    return timezone.make_aware(datetime.combine(value, time.min)) if value else None
+
+
+def _criteria(user: User, form: EventFilterForm) -> queries.EventFilter:
+    data = form.cleaned_data if form.is_valid() else {}
+    if form.is_bound and not form.is_valid():  # ignore what is not valid, keep the rest
+        data = {k: v for k, v in form.cleaned_data.items() if k not in form.errors}
+    organisation = None
+    if data.get("organisation"):
+        organisation = Organisation.objects.filter(short_name=data["organisation"]).first()
+    routed = {"yes": True, "no": False}.get(data.get("routed") or "")
+    return queries.EventFilter(
+        organisation=organisation,
+        feed=data.get("feed") or None,
+        classification_type=data.get("type") or None,
+        classification_taxonomy=data.get("taxonomy") or None,
+        ip=data.get("ip") or None,
+        fqdn=(data.get("fqdn") or "").strip().lower().rstrip(".") or None,
+        since=_day(data.get("since")),
+        until=_day(data.get("until")),
+        routed=routed,
+    )
+
+
+@login_required
+def event_list(request: HttpRequest) -> HttpResponse:
+    """The events the user may read, newest first, with filters and counts by type."""
+    user = _user(request)
+    form = EventFilterForm(request.GET or None)
+    events = queries.events_visible_to(user, _criteria(user, form))
+    counts = queries.counts(events)
+    paginator = Paginator(events, EVENTS_PER_PAGE)
+    # Counted once, with the types, rather than a second time by the paginator.
+    paginator.count = counts["total"]  # type: ignore[misc]
+    page = paginator.get_page(request.GET.get("page"))
+    rows = queries.export_rows(page.object_list)  # type: ignore[arg-type]
+    query = urlencode({k: v for k, v in request.GET.items() if k != "page" and v})
+    context = {"form": form, "page": page, "rows": rows, "counts": counts, "query": query}
+    return render(request, "pipeline/event_list.html", context)
+
+
+@login_required
+def event_export(request: HttpRequest, fmt: str) -> HttpResponse:
+    """The filtered events as CSV (formulas neutralised) or JSON; audited."""
+    if fmt not in ("csv", "json"):
+        raise Http404
+    user = _user(request)
+    form = EventFilterForm(request.GET or None)
+    events = queries.events_visible_to(user, _criteria(user, form))
+    document = services.export_events(user, events, fmt=fmt, scope=request.META.get("QUERY_STRING", ""))
+    response = HttpResponse(
+        document, content_type="text/csv; charset=utf-8" if fmt == "csv" else "application/json"
+    )
+    response["Content-Disposition"] = f'attachment; filename="events.{fmt}"'
+    return response
