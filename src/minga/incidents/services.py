@@ -71,7 +71,7 @@ if TYPE_CHECKING:
 
 WORKING_ROLES = (Role.NODE_ADMIN, Role.ORG_ADMIN, Role.ANALYST, Role.LIAISON)
 MAX_OBSERVABLES = 1000  # per call: a list pasted from a report, not a feed (feeds go to the pipeline)
-MAX_TEXT = 20_000
+MAX_TEXT = 8000  # a description or a comment; longer material is evidence (to come)
 CLAIM_SECONDS = 600  # how long an e-mail attempt holds its notification
 
 

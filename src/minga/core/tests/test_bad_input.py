@@ -296,8 +296,25 @@ def _bad_query_values(schema: dict[str, Any], doc: dict[str, Any]) -> list[tuple
     return bad
 
 
+def _incident(world: World) -> Any:
+    """An incident of the admin's organisation, with the other organisation taking part and a
+    task (the same each time)."""
+    from minga.incidents import services as incidents
+    from minga.incidents.models import Incident
+
+    found = Incident.objects.filter(title="bad-input incident").first()
+    if found is None:
+        hub = world.admin.memberships.get().organisation
+        found = incidents.open_incident(world.admin, hub, title="bad-input incident", type="ddos")
+        incidents.add_participant(world.admin, found, world.org)
+        incidents.add_task(world.admin, found, title="bad-input task", organisation=world.org)
+    return found
+
+
 # Existing values of path parameters, looked up afresh (a case may have renamed the object).
 API_PATH_VALUES: dict[str, Callable[[World], Any]] = {
+    "reference": lambda w: _incident(w).reference,
+    "task_id": lambda w: _incident(w).tasks.get().pk,
     "short_name": lambda w: Organisation.objects.get(pk=w.org.pk).short_name,
     "token_id": lambda w: w.spare_token.pk,
     "code": lambda w: "BR",  # a member state (directory)
