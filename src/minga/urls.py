@@ -11,6 +11,7 @@ urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
     path("directory/", include("minga.directory.urls")),
     path("intel/", include("minga.intel.urls")),
+    path("incidents/", include("minga.incidents.urls")),
     path("pipeline/", include("minga.pipeline.urls")),
     path("taxii2/", include("minga.taxii.urls")),
     path(".well-known/security.txt", directory_views.well_known_security_txt, name="security_txt"),

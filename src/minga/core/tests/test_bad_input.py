@@ -43,6 +43,7 @@ from minga.core import urls as core_urls
 from minga.core.choices import Role
 from minga.core.models import ApiToken, Membership, Organisation, User
 from minga.directory import urls as directory_urls
+from minga.incidents import urls as incidents_urls
 from minga.intel import urls as intel_urls
 from minga.pipeline import urls as pipeline_urls
 
@@ -581,6 +582,7 @@ UI_APPS = [
     ("directory", "directory/", directory_urls),
     ("intel", "intel/", intel_urls),
     ("pipeline", "pipeline/", pipeline_urls),
+    ("incidents", "incidents/", incidents_urls),
 ]
 UI_PATTERNS = [
     UiRoute(namespace, prefix, p)
@@ -630,6 +632,8 @@ def _pipeline_run(world: World) -> Any:
 # Existing values of URL parameters, by the path segment before them (``users/<int:pk>/`` is a
 # user), looked up afresh.
 UI_PATH_VALUES: dict[str, Callable[[World], Any]] = {
+    "incidents": lambda w: _incident(w).reference,
+    "tasks": lambda w: _incident(w).tasks.get().pk,
     "organisations": lambda w: Organisation.objects.get(pk=w.org.pk).short_name,
     "memberships": lambda w: w.membership.pk,
     "users": lambda w: w.victim.pk,

@@ -1,0 +1,23 @@
+from django.urls import path
+
+from minga.incidents import views
+
+app_name = "incidents"
+
+urlpatterns = [
+    path("", views.board, name="board"),
+    path("new/", views.incident_create, name="create"),
+    path("<str:reference>/", views.incident_detail, name="detail"),
+    path("<str:reference>/edit/", views.incident_edit, name="edit"),
+    path("<str:reference>/status/", views.incident_status, name="status"),
+    path("<str:reference>/comment/", views.incident_comment, name="comment"),
+    path("<str:reference>/observables/", views.incident_observables, name="observables"),
+    path("<str:reference>/propose/", views.incident_propose, name="propose"),
+    path("<str:reference>/participants/", views.incident_participant, name="participant"),
+    path("<str:reference>/answer/", views.incident_answer, name="answer"),
+    path("<str:reference>/tasks/", views.incident_task, name="task"),
+    path("<str:reference>/tasks/<int:task_id>/", views.incident_task_status, name="task_status"),
+    path("<str:reference>/links/", views.incident_link, name="link"),
+    path("<str:reference>/merge/", views.incident_merge, name="merge"),
+    path("<str:reference>/stix.json", views.incident_stix, name="stix"),
+]

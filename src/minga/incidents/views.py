@@ -1,0 +1,385 @@
+"""Incident pages: the board with filters, the incident page (timeline, participants and their
+acknowledgements, tasks, linked intelligence) and the forms that act on it. Views parse, call a
+query helper or a service, and render; a service's refusal comes back as a message."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time
+from typing import Any
+from urllib.parse import urlencode
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_http_methods, require_POST
+
+from minga.core.forms import attach_service_errors
+from minga.core.models import User
+from minga.incidents import queries, services
+from minga.incidents.choices import AWAITING_ACK, READING_STATUSES, TRANSITIONS, IncidentStatus
+from minga.incidents.forms import (
+    AnswerForm,
+    BoardFilterForm,
+    CommentForm,
+    IncidentForm,
+    LinkForm,
+    MergeForm,
+    ObservablesForm,
+    ParticipantForm,
+    StatusForm,
+    TaskForm,
+    TaskStatusForm,
+)
+from minga.incidents.models import Incident
+
+PER_PAGE = 50
+
+
+def _user(request: HttpRequest) -> User:
+    return request.user  # type: ignore[return-value]
+
+
+def _messages_of(exc: ValidationError | PermissionDenied) -> str:
+    if isinstance(exc, PermissionDenied):
+        return str(exc) or _("You are not allowed to do this.")
+    if hasattr(exc, "error_dict"):
+        return " ".join(str(m) for messages_ in exc.message_dict.values() for m in messages_)
+    return " ".join(exc.messages)
+
+
+def _form_errors(form: Any) -> str:
+    return " ".join(
+        f"{form.fields[f].label if f in form.fields else ''}: {' '.join(e)}".lstrip(": ")
+        for f, e in form.errors.items()
+    )
+
+
+@login_required
+def board(request: HttpRequest) -> HttpResponse:
+    form = BoardFilterForm(request.GET)
+    data = form.cleaned_data if form.is_valid() else {}
+    criteria = queries.Board(**{k: v for k, v in data.items() if v not in ("", None)})
+    page = Paginator(queries.board(request.user, criteria), PER_PAGE).get_page(request.GET.get("page"))
+    kept = {k: v for k, v in data.items() if v not in ("", None, False)}
+    context = {
+        "form": form,
+        "page": page,
+        "query": urlencode(kept),
+        "notifications": queries.notifications_for(request.user)[:10],
+        "may_open": bool(services.working_organisation_ids(_user(request))),
+    }
+    return render(request, "incidents/board.html", context)
+
+
+def _form_kwargs(data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "title": data["title"],
+        "description": data["description"],
+        "type": data["type"],
+        "severity": data["severity"],
+        "tlp": data["tlp"],
+        "pap": data["pap"],
+        "affected_states": data["affected_states"],
+        "affected_sectors": data["affected_sectors"],
+        "affected_organisations": data["affected_organisations"],
+    }
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def incident_create(request: HttpRequest) -> HttpResponse:
+    user = _user(request)
+    form = IncidentForm(user, request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            incident = services.open_incident(
+                user,
+                data["organisation"],
+                coordinating_organisation=data["coordinator"],
+                observables=data["observables"].splitlines(),
+                **_form_kwargs(data),
+            )
+        except (ValidationError, PermissionDenied) as exc:
+            attach_service_errors(
+                form, exc if isinstance(exc, ValidationError) else ValidationError(str(exc))
+            )
+        else:
+            messages.success(request, _("Incident %(ref)s opened.") % {"ref": incident.reference})
+            return redirect("incidents:detail", reference=incident.reference)
+    return render(request, "incidents/incident_form.html", {"form": form, "incident": None})
+
+
+def _incident(request: HttpRequest, reference: str) -> Incident:
+    return queries.get_or_404(request.user, reference[:20])
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def incident_edit(request: HttpRequest, reference: str) -> HttpResponse:
+    user = _user(request)
+    incident = _incident(request, reference)
+    if not services.may_coordinate(user, incident):
+        raise PermissionDenied(
+            _("Only the reporting and coordinating organisations may change the incident.")
+        )
+    initial = {
+        "title": incident.title,
+        "description": incident.description,
+        "type": incident.type,
+        "severity": incident.severity,
+        "tlp": incident.tlp,
+        "pap": incident.pap,
+        "coordinator": incident.coordinating_organisation.short_name,
+        "affected_states": list(incident.affected_states.all()),
+        "affected_sectors": list(incident.affected_sectors.all()),
+        "affected_organisations": " ".join(
+            incident.affected_organisations.values_list("short_name", flat=True)
+        ),
+    }
+    form = IncidentForm(user, request.POST or None, initial=initial, editing=True)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        changes = _form_kwargs(data)
+        if data["coordinator"] is not None:
+            changes["coordinating_organisation"] = data["coordinator"]
+        try:
+            services.update_incident(user, incident, **changes)
+        except (ValidationError, PermissionDenied) as exc:
+            attach_service_errors(
+                form, exc if isinstance(exc, ValidationError) else ValidationError(str(exc))
+            )
+        else:
+            messages.success(request, _("Incident %(ref)s changed.") % {"ref": incident.reference})
+            return redirect("incidents:detail", reference=incident.reference)
+    return render(request, "incidents/incident_form.html", {"form": form, "incident": incident})
+
+
+@login_required
+def incident_detail(request: HttpRequest, reference: str) -> HttpResponse:
+    user = _user(request)
+    incident = _incident(request, reference)
+    participants = list(queries.participants(incident))
+    own = services.working_organisation_ids(user)
+    answering = [p for p in participants if p.organisation_id in own and p.status in READING_STATUSES]
+    context = {
+        "incident": incident,
+        "participants": participants,
+        "proposed": [p for p in participants if p.status == "proposed"],
+        "answering": answering,
+        "awaiting": AWAITING_ACK,
+        "tasks": queries.tasks(incident),
+        "timeline": queries.timeline(incident),
+        "linked": queries.linked_objects(user, incident),
+        "observables": incident.observables.all(),
+        "affected_states": incident.affected_states.all(),
+        "affected_sectors": incident.affected_sectors.all(),
+        "affected_organisations": incident.affected_organisations.all(),
+        "may_coordinate": services.may_coordinate(user, incident),
+        "may_contribute": services.may_contribute(user, incident),
+        "status_form": StatusForm(),
+        "next_statuses": [
+            (s, IncidentStatus(s).label) for s in IncidentStatus.values if s in TRANSITIONS[incident.status]
+        ],
+        "comment_form": CommentForm(),
+        "observables_form": ObservablesForm(),
+        "participant_form": ParticipantForm(user),
+        "task_form": TaskForm(user),
+        "link_form": LinkForm(),
+        "merge_form": MergeForm(),
+        "task_statuses": TaskStatusForm().fields["status"].choices,  # type: ignore[attr-defined]
+    }
+    return render(request, "incidents/incident_detail.html", context)
+
+
+def _act(request: HttpRequest, reference: str, form: Any, action: Any, done: str) -> HttpResponse:
+    """Run one action of the incident page: a valid form calls the service; a refusal or an
+    invalid form comes back as a message on the page."""
+    if not form.is_valid():
+        messages.error(request, _form_errors(form) or _("The form is not valid."))
+    else:
+        try:
+            action(form.cleaned_data)
+        except (ValidationError, PermissionDenied) as exc:
+            messages.error(request, _messages_of(exc))
+        else:
+            messages.success(request, done)
+    return redirect("incidents:detail", reference=reference)
+
+
+@login_required
+@require_POST
+def incident_status(request: HttpRequest, reference: str) -> HttpResponse:
+    incident = _incident(request, reference)
+    return _act(
+        request,
+        incident.reference,
+        StatusForm(request.POST),
+        lambda d: services.change_status(_user(request), incident, d["status"], d["reason"]),
+        _("Status changed."),
+    )
+
+
+@login_required
+@require_POST
+def incident_comment(request: HttpRequest, reference: str) -> HttpResponse:
+    incident = _incident(request, reference)
+    return _act(
+        request,
+        incident.reference,
+        CommentForm(request.POST),
+        lambda d: services.comment(_user(request), incident, d["text"]),
+        _("Comment added."),
+    )
+
+
+@login_required
+@require_POST
+def incident_observables(request: HttpRequest, reference: str) -> HttpResponse:
+    incident = _incident(request, reference)
+    return _act(
+        request,
+        incident.reference,
+        ObservablesForm(request.POST),
+        lambda d: services.add_observables(_user(request), incident, d["values"].splitlines()),
+        _("Observables added."),
+    )
+
+
+@login_required
+@require_POST
+def incident_propose(request: HttpRequest, reference: str) -> HttpResponse:
+    incident = _incident(request, reference)
+    try:
+        proposed = services.propose_participants(_user(request), incident)
+    except (ValidationError, PermissionDenied) as exc:
+        messages.error(request, _messages_of(exc))
+    else:
+        if proposed:
+            messages.success(
+                request, _("%(n)d organisation(s) proposed: add those you choose.") % {"n": len(proposed)}
+            )
+        else:
+            messages.info(request, _("The observables name no other organisation."))
+    return redirect("incidents:detail", reference=incident.reference)
+
+
+@login_required
+@require_POST
+def incident_participant(request: HttpRequest, reference: str) -> HttpResponse:
+    """Add an organisation as a participant, or (``action=remove``) take it out."""
+    incident = _incident(request, reference)
+    user = _user(request)
+    form = ParticipantForm(user, request.POST)
+    if request.POST.get("action") == "remove":
+        return _act(
+            request,
+            incident.reference,
+            form,
+            lambda d: services.remove_participant(user, incident, d["organisation"], d["reason"]),
+            _("Participant removed."),
+        )
+    return _act(
+        request,
+        incident.reference,
+        form,
+        lambda d: services.add_participant(user, incident, d["organisation"]),
+        _("Participant added; its 24/7 contact will be notified."),
+    )
+
+
+@login_required
+@require_POST
+def incident_answer(request: HttpRequest, reference: str) -> HttpResponse:
+    incident = _incident(request, reference)
+    user = _user(request)
+
+    def answer(data: dict[str, Any]) -> None:
+        if data["answer"] == "acknowledge":
+            services.acknowledge(user, incident)
+        else:
+            services.decline(user, incident, data["reason"])
+
+    return _act(request, incident.reference, AnswerForm(request.POST), answer, _("Answer recorded."))
+
+
+@login_required
+@require_POST
+def incident_task(request: HttpRequest, reference: str) -> HttpResponse:
+    incident = _incident(request, reference)
+    user = _user(request)
+
+    def add(data: dict[str, Any]) -> None:
+        due = datetime.combine(data["due"], time(23, 59), tzinfo=UTC) if data["due"] else None
+        services.add_task(user, incident, title=data["title"], organisation=data["organisation"], due_at=due)
+
+    return _act(request, incident.reference, TaskForm(user, request.POST), add, _("Task assigned."))
+
+
+@login_required
+@require_POST
+def incident_task_status(request: HttpRequest, reference: str, task_id: int) -> HttpResponse:
+    incident = _incident(request, reference)
+    task = get_object_or_404(incident.tasks.select_related("incident"), pk=min(task_id, 2**53))
+    return _act(
+        request,
+        incident.reference,
+        TaskStatusForm(request.POST),
+        lambda d: services.set_task_status(_user(request), task, d["status"]),
+        _("Task changed."),
+    )
+
+
+@login_required
+@require_POST
+def incident_link(request: HttpRequest, reference: str) -> HttpResponse:
+    incident = _incident(request, reference)
+    user = _user(request)
+
+    def link(data: dict[str, Any]) -> None:
+        if data["action"] == "remove":
+            services.unlink_object(user, incident, data["stix_id"])
+        else:
+            services.link_object(user, incident, data["stix_id"])
+
+    return _act(request, incident.reference, LinkForm(request.POST), link, _("Links changed."))
+
+
+@login_required
+@require_POST
+def incident_merge(request: HttpRequest, reference: str) -> HttpResponse:
+    duplicate = _incident(request, reference)
+    form = MergeForm(request.POST)
+    if form.is_valid():
+        survivor = queries.visible(request.user).filter(reference=form.cleaned_data["survivor"]).first()
+        if survivor is None:
+            messages.error(
+                request, _("No incident you may read is %(ref)s.") % {"ref": form.cleaned_data["survivor"]}
+            )
+            return redirect("incidents:detail", reference=duplicate.reference)
+        try:
+            services.merge_incident(_user(request), duplicate, survivor, form.cleaned_data["reason"])
+        except (ValidationError, PermissionDenied) as exc:
+            messages.error(request, _messages_of(exc))
+            return redirect("incidents:detail", reference=duplicate.reference)
+        messages.success(
+            request,
+            _("%(dup)s merged into %(ref)s.") % {"dup": duplicate.reference, "ref": survivor.reference},
+        )
+        return redirect("incidents:detail", reference=survivor.reference)
+    messages.error(request, _form_errors(form))
+    return redirect("incidents:detail", reference=duplicate.reference)
+
+
+@login_required
+def incident_stix(request: HttpRequest, reference: str) -> HttpResponse:
+    incident = _incident(request, reference)
+    response = HttpResponse(
+        services.export_stix(request.user, incident), content_type="application/stix+json;version=2.1"
+    )
+    response["Content-Disposition"] = f'attachment; filename="{incident.reference}.json"'
+    return response
