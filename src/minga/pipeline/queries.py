@@ -41,7 +41,7 @@ class EventFilter:
 def events_visible_to(
     user: User | AnonymousUser | None, filters: EventFilter | None = None
 ) -> QuerySet[Event]:
-    """The events ``user`` may read, narrowed by ``filters``, newest first."""
+    """The events ``user`` may read, narrowed by ``filters``, newest received first."""
     events = Event.objects.visible_to(user)
     f = filters or EventFilter()
     if f.organisation is not None:
@@ -71,7 +71,7 @@ def events_visible_to(
         events = events.filter(time__lt=f.until)
     if f.routed is not None:
         events = events.filter(is_routed=f.routed)
-    return events.order_by("-time", "-id")
+    return events.order_by("-id")
 
 
 def counts(events: QuerySet[Event]) -> dict[str, Any]:
