@@ -9,3 +9,9 @@ class IncidentsConfig(AppConfig):
 
     def ready(self) -> None:
         from minga.incidents import tasks  # noqa: F401  (declares the outbox's periodic job)
+
+    def load_demo(self) -> None:
+        """Called by ``minga demo`` / ``minga up --demo`` after the directory and intel demos."""
+        from minga.incidents import demo
+
+        demo.load()
