@@ -618,10 +618,11 @@ EVENT_COLUMNS = (
     "tlp",
     "feed",
     "run",
-    "line",
     "is_routed",
+    "time",
+    "line",
     "dedup_key",
-    *EVENT_FIELDS,
+    *EVENT_FIELDS[1:],
 )
 
 
@@ -640,7 +641,8 @@ def _time_for_database() -> Callable[[datetime], Any]:
     databases take them as they are. Every time here is already in UTC."""
     if connection.vendor != "sqlite":
         return lambda moment: moment
-    return lambda moment: moment.replace(tzinfo=None).isoformat(" ")
+    # str() of an aware UTC datetime ends in "+00:00": the rest is Django's text, in one call.
+    return lambda moment: str(moment)[:-6]
 
 
 def _reserve_ids(count: int) -> Sequence[int]:
@@ -735,33 +737,39 @@ def write_events(run: Run, outcome: Outcome, owners: list[tuple[int, ...]]) -> d
     same events however its chunks were scheduled."""
     feed = run.feed
     db_time = _time_for_database()
-    stored = _stored(feed.pk, [e["dedup_key"] for e in outcome.events])
-    fresh: list[tuple[dict[str, Any], tuple[int, ...]]] = []
+    events = outcome.events
+    keys = [event["dedup_key"] for event in events]
+    stored = _stored(feed.pk, keys)
     takeovers: list[tuple[int, dict[str, Any], tuple[int, ...], int, int, bool]] = []
     duplicates = outcome.duplicates
-    for event, owner in zip(outcome.events, owners, strict=True):
-        found = stored.get(event["dedup_key"])
-        if found is None:
-            fresh.append((event, owner))
-        elif (run.pk, event["line"]) < (found[1], found[2]):
-            takeovers.append((found[0], event, owner, *found[1:]))
-        else:
-            duplicates += 1
+    fresh: Iterable[int] = range(len(events))
+    if stored:
+        fresh = []
+        for i, key in enumerate(keys):
+            found = stored.get(key)
+            if found is None:
+                fresh.append(i)
+            elif (run.pk, events[i]["line"]) < (found[1], found[2]):
+                takeovers.append((found[0], events[i], owners[i], *found[1:]))
+            else:
+                duplicates += 1
     # In key order, the unique (feed, dedup_key) index is written page after page rather than
     # all over (a sixth less time on a large table); the chunk's ids follow that order.
-    fresh.sort(key=lambda pair: pair[0]["dedup_key"])
-    ids = _reserve_ids(len(fresh))
+    order = sorted(fresh, key=keys.__getitem__)
+    ids = _reserve_ids(len(order))
     created = db_time(timezone.now())
-    constant = (created, feed.owner_id, feed.default_tlp, feed.pk, run.pk)
-    fields = operator.itemgetter(*EVENT_FIELDS[1:])
+    head = (created, feed.owner_id, feed.default_tlp, feed.pk, run.pk)
+    values = operator.itemgetter("line", "dedup_key", *EVENT_FIELDS[1:])
     rows, recipients = [], []
-    for event_id, (event, owner) in zip(ids, fresh, strict=True):
+    routed = 0
+    for event_id, i in zip(ids, order, strict=True):
+        event, owner = events[i], owners[i]
         time = db_time(event["time"])
-        rows.append(
-            (event_id, *constant, event["line"], bool(owner), event["dedup_key"], time, *fields(event))
-        )
-        for organisation_id in owner:
-            recipients.append((event_id, organisation_id, time))
+        rows.append((event_id, *head, bool(owner), time, *values(event)))
+        if owner:
+            routed += 1
+            for organisation_id in owner:
+                recipients.append((event_id, organisation_id, time))
     dead = [(run.pk, *d) for d in outcome.dead]
     if connection.vendor == "sqlite":
         with connection.cursor() as cursor:
@@ -774,11 +782,11 @@ def write_events(run: Run, outcome: Outcome, owners: list[tuple[int, ...]]) -> d
         bulk.insert(DeadLetter, ("run", "line", "field", "reason", "raw"), dead)
     if takeovers:
         _take_over(run, takeovers, created, db_time)
-    routed = sum(1 for _event, owner in fresh if owner) + sum(1 for t in takeovers if t[2])
+    routed += sum(1 for t in takeovers if t[2])
     return {
         "duplicates": duplicates,
         "routed": routed,
-        "unrouted": len(fresh) + len(takeovers) - routed,
+        "unrouted": len(order) + len(takeovers) - routed,
     }
 
 
