@@ -709,7 +709,7 @@ def process_chunk(chunk_id: int) -> str:
     Run.objects.filter(pk=run.pk, status=RunStatus.QUEUED).update(status=RunStatus.RUNNING)
     path = Path(run.path)
     if not path.is_file():
-        _fail(run, _("The run's file is gone from the node's var folder; upload it again."))
+        fail_run(run, _("The run's file is gone from the node's var folder; upload it again."))
         return f"chunk {chunk_id}: file gone"
     with path.open("rb") as handle:
         handle.seek(chunk.start_byte)
@@ -717,7 +717,7 @@ def process_chunk(chunk_id: int) -> str:
     try:
         chain = Chain(run.options, run.header, run.created_at)
     except (ValueError, KeyError) as exc:
-        _fail(run, str(exc))
+        fail_run(run, str(exc))
         return f"chunk {chunk_id}: {exc}"
     outcome = chain.run(data, chunk.first_line, run.pk)
     del data
@@ -874,7 +874,8 @@ def finish_run(run: Run) -> None:
     )
 
 
-def _fail(run: Run, message: str) -> None:
+def fail_run(run: Run, message: str) -> None:
+    """Mark an unfinished run as failed with the reason, audited (``pipeline.run_failed``)."""
     with transaction.atomic():
         updated = (
             Run.objects.filter(pk=run.pk)

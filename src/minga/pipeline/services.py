@@ -54,6 +54,7 @@ FEED_FIELDS = (
 )
 MAPPABLE = (*EVENT_FIELDS, "classification")
 MAX_EXPORT = 100_000  # events per export; narrow the filters for more
+GIVE_UP_AFTER_FAILURES = 6  # failed attempts of one chunk before its run is marked failed
 
 
 # --- who may do what ------------------------------------------------------------------------------
@@ -314,6 +315,15 @@ def resume_stalled(older_than: timedelta) -> int:
         if tasks.filter(status="READY").exists():
             continue
         if tasks.filter(status="RUNNING", started_at__gte=cutoff).exists():
+            continue
+        if tasks.filter(status="FAILED").count() >= GIVE_UP_AFTER_FAILURES:
+            # Not a dead worker but a chunk that fails every time: say so rather than loop.
+            chunk = Chunk.objects.select_related("run__feed").get(pk=chunk_id)
+            processing.fail_run(
+                chunk.run,
+                _("Chunk %(number)s (lines from %(line)s) failed %(n)s times; see Background tasks.")
+                % {"number": chunk.number, "line": chunk.first_line, "n": GIVE_UP_AFTER_FAILURES},
+            )
             continue
         queued.append(chunk_id)
     _enqueue(process_chunk, queued)

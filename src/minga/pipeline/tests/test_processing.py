@@ -245,3 +245,32 @@ def test_stalled_chunks_are_queued_again(make_org, django_capture_on_commit_call
         assert "read" in processing.process_chunk(chunk.pk)
     run.refresh_from_db()
     assert run.status == RunStatus.DONE and run.parsed == 6 and Event.objects.count() == 1
+
+
+def test_a_chunk_that_fails_every_time_fails_its_run_instead_of_looping(
+    make_org, django_capture_on_commit_callbacks
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+    from django_tasks_db.models import DBTaskResult
+
+    from minga.core.models import AuditEntry
+    from minga.pipeline.tasks import process_chunk
+
+    feed = scan_feed(make_org("hub"))
+    with django_capture_on_commit_callbacks(execute=True):
+        run = services.start_run(
+            None, feed, [(HEADER + "2026-01-10T10:00:00Z,192.0.2.1,22,,,,scan\n").encode()], "f.csv"
+        )
+    chunk = run.chunks.get()
+    long_ago = timezone.now() - timedelta(hours=1)
+    DBTaskResult.objects.filter(pk=chunk.task_id).update(status="FAILED", started_at=long_ago)
+    for _ in range(services.GIVE_UP_AFTER_FAILURES - 1):
+        process_chunk.enqueue(chunk.pk)
+    DBTaskResult.objects.filter(status="READY").update(status="FAILED", started_at=long_ago)
+    Chunk.objects.filter(pk=chunk.pk).update(started_at=long_ago)
+    assert services.resume_stalled(timedelta(minutes=10)) == 0
+    run.refresh_from_db()
+    assert run.status == RunStatus.FAILED and "failed 6 times" in run.message
+    assert AuditEntry.objects.filter(action="pipeline.run_failed").count() == 1
