@@ -217,6 +217,11 @@ class IncidentIn(StrictInput):
         max_length=services.MAX_OBSERVABLES,
         description="IP addresses, AS numbers, domains",
     )
+    links: list[StixIdText] = Field(
+        default_factory=list,
+        max_length=100,
+        description="STIX objects the caller may read (opened from them)",
+    )
 
 
 class IncidentPatch(StrictInput):
@@ -373,6 +378,7 @@ def open_incident(request: HttpRequest, payload: IncidentIn) -> Status:
             request, payload.affected_organisations, "affected_organisations"
         ),
         observables=payload.observables,
+        links=payload.links,
     )
     return Status(201, _detail(request, incident))
 

@@ -108,6 +108,13 @@ class IncidentForm(forms.Form):
             "IP addresses, AS numbers and domains, one per line: they find the constituencies concerned."
         ),
     )
+    links = forms.CharField(
+        label=_("Linked intelligence"),
+        required=False,
+        max_length=30_000,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text=_("STIX ids of objects you may read, one per line (an incident opened from them)."),
+    )
 
     def __init__(self, user: User, *args: Any, editing: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -116,9 +123,12 @@ class IncidentForm(forms.Form):
         if editing:
             del self.fields["organisation"]
             del self.fields["observables"]
+            del self.fields["links"]
         else:
             own = services.working_organisation_ids(user)
             self.fields["organisation"].queryset = Organisation.objects.filter(pk__in=own)  # type: ignore[attr-defined]
+            if len(own) == 1:
+                self.fields["organisation"].initial = next(iter(own))
 
 
 class StatusForm(forms.Form):

@@ -152,6 +152,12 @@ class Participant(models.Model):
             return None
         return self.acknowledged_at - self.added_at
 
+    @property
+    def time_to_acknowledge_shown(self) -> str:
+        """As h:mm:ss, whole seconds."""
+        elapsed = self.time_to_acknowledge
+        return "" if elapsed is None else str(timedelta(seconds=int(elapsed.total_seconds())))
+
 
 class IncidentLink(models.Model):
     """A STIX object of the intelligence store linked to the incident, by its id. Readers see a

@@ -250,10 +250,12 @@ def open_incident(
     affected_sectors: Iterable[Sector] = (),
     affected_organisations: Iterable[Organisation] = (),
     observables: Sequence[str] = (),
+    links: Sequence[str] = (),
 ) -> Incident:
-    """Open an incident reported by ``organisation``, with the next reference of the year.
-    Audited as ``incident.open``. A coordinator other than the reporter becomes a participant
-    that has acknowledged."""
+    """Open an incident reported by ``organisation``, with the next reference of the year, its
+    observables and links to intelligence objects ``actor`` may read (an incident opened from
+    an object). Audited as ``incident.open``. A coordinator other than the reporter becomes a
+    participant that has acknowledged."""
     if not may_open(actor, organisation):
         raise PermissionDenied(
             _("Only analysts and admins of %(organisation)s may open incidents in its name.")
@@ -309,6 +311,8 @@ def open_incident(
     )
     if observables:
         add_observables(actor, incident, observables)
+    for stix_id in dict.fromkeys(links):
+        link_object(actor, incident, stix_id)
     return incident
 
 

@@ -93,7 +93,9 @@ def _form_kwargs(data: dict[str, Any]) -> dict[str, Any]:
 @require_http_methods(["GET", "POST"])
 def incident_create(request: HttpRequest) -> HttpResponse:
     user = _user(request)
-    form = IncidentForm(user, request.POST or None)
+    # ?link=<STIX id>: opened from an intelligence object's page.
+    initial = {"links": request.GET.get("link", "")[:300]}
+    form = IncidentForm(user, request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
@@ -102,6 +104,7 @@ def incident_create(request: HttpRequest) -> HttpResponse:
                 data["organisation"],
                 coordinating_organisation=data["coordinator"],
                 observables=data["observables"].splitlines(),
+                links=[line.strip() for line in data["links"].splitlines() if line.strip()],
                 **_form_kwargs(data),
             )
         except (ValidationError, PermissionDenied) as exc:

@@ -41,8 +41,19 @@ def test_a_rolled_back_opening_gives_its_number_back(open_incident, network, mon
     assert open_incident().reference.endswith("-000002")
 
 
+@pytest.fixture
+def reference_data(transactional_db):
+    """The member states and sectors the directory's data migration seeds: another transactional
+    test's flush may have emptied those tables."""
+    import importlib
+
+    from django.apps import apps
+
+    importlib.import_module("minga.directory.migrations.0002_seed_states_and_sectors").seed(apps, None)
+
+
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_openings_get_distinct_consecutive_references(network):
+def test_concurrent_openings_get_distinct_consecutive_references(reference_data, network):
     """Eight threads, each with its own database connection, open incidents at once."""
     errors: list[BaseException] = []
     references: list[str] = []
@@ -254,3 +265,32 @@ def test_the_board_filters_what_the_reader_may_see(open_incident, network):
     assert list(queries.board(network.olga, queries.Board())) == [b]
     assert list(queries.board(network.ana, queries.Board(q=a.reference))) == [a]
     assert Incident.objects.count() == 2
+
+
+def test_an_incident_opened_from_an_intelligence_object(open_incident, network):
+    import io
+    import json
+
+    from minga.intel.services import import_bundle
+
+    stix_id = "indicator--6f1d3a62-3c39-4b8e-9d0c-4d8c5b0e7a09"
+    indicator = {
+        "type": "indicator",
+        "spec_version": "2.1",
+        "id": stix_id,
+        "created": "2026-01-01T00:00:00Z",
+        "modified": "2026-01-01T00:00:00Z",
+        "pattern": "[domain-name:value = 'c2.br.demo.example']",
+        "pattern_type": "stix",
+        "valid_from": "2026-01-01T00:00:00Z",
+    }
+    bundle = {"type": "bundle", "id": "bundle--6f1d3a62-3c39-4b8e-9d0c-4d8c5b0e7a10", "objects": [indicator]}
+    import_bundle(network.bruna, network.br, io.BytesIO(json.dumps(bundle).encode()), "amber")
+    with pytest.raises(ValidationError):
+        open_incident(links=[stix_id])  # ana may not read Brazil's AMBER indicator
+    assert not Incident.objects.exists()
+    incident = services.open_incident(
+        network.bruna, network.br, title="From an indicator", type="c2-server", links=[stix_id]
+    )
+    assert list(incident.links.values_list("stix_id", flat=True)) == [stix_id]
+    assert incident.reference.endswith("-000001")  # the refused opening gave its number back

@@ -111,3 +111,30 @@ def test_bad_forms_come_back_with_messages(login_client, network, open_incident)
     assert "Value 1" in bad
     bad = ana.post("/incidents/new/", {"organisation": network.pe.pk, "title": "", "type": "x"})
     assert bad.status_code == 200 and b"This field is required" in bad.content
+
+
+def test_the_board_and_the_page_cost_the_same_queries_however_many_rows(login_client, network, open_incident):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def cost(url: str) -> int:
+        client = login_client(network.ana)
+        client.get(url)  # warm: the session, the resolution index
+        with CaptureQueriesContext(connection) as queries:
+            assert client.get(url).status_code == 200
+        return len(queries)
+
+    first = open_incident()
+    services.add_participant(network.ana, first, network.cl)
+    board, page = cost("/incidents/"), cost(f"/incidents/{first.reference}/")
+    for _ in range(10):
+        other = open_incident()
+        services.add_participant(network.ana, other, network.cl)
+    for org in (network.br, network.hospital):
+        services.add_participant(network.ana, first, org)
+    services.add_task(network.ana, first, title="A", organisation=network.br)
+    services.add_task(network.ana, first, title="B", organisation=network.hospital)
+    for n in range(5):
+        services.comment(network.ana, first, f"comment {n}")
+    assert cost("/incidents/") == board
+    assert cost(f"/incidents/{first.reference}/") == page
