@@ -210,9 +210,9 @@ def _wait_for(url: str, process: subprocess.Popen[bytes], auth: Any = None) -> N
         if process.poll() is not None:
             raise SystemExit(f"the server at {url} stopped with {process.returncode}")
         try:
-            requests.get(url, timeout=2, auth=auth)
+            requests.get(url, timeout=10, auth=auth)
             return
-        except requests.ConnectionError:
+        except requests.RequestException:  # not listening yet, or too busy starting to answer
             time.sleep(0.2)
     raise SystemExit(f"the server at {url} did not answer within a minute")
 
