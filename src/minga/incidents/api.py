@@ -183,7 +183,7 @@ class NotificationOut(Schema):
     incident: str = Field(..., alias="incident.reference")
     organisation: str = Field(..., alias="organisation.short_name")
     event: str
-    subject: str
+    subject: str = Field(..., alias="shown_subject")
     created_at: datetime
 
 

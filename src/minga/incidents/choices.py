@@ -98,3 +98,12 @@ class Channel(models.TextChoices):
 class DeliveryStatus(models.TextChoices):
     PENDING = "pending", _("Pending")
     DELIVERED = "delivered", _("Delivered")
+
+
+# What a notification says, by event, in the reader's language (``%(ref)s``: the reference).
+NOTIFICATION_SUBJECTS = {
+    "participant_added": _("Your organisation was added to incident %(ref)s"),
+    "task_assigned": _("A task of incident %(ref)s was assigned to your organisation"),
+    "participant_acknowledged": _("A participant acknowledged incident %(ref)s"),
+    "participant_declined": _("A participant declined incident %(ref)s"),
+}

@@ -257,3 +257,11 @@ class Notification(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event} → {self.organisation_id} ({self.channel}, {self.status})"
+
+    @property
+    def shown_subject(self) -> str:
+        """The subject in the reader's language (the stored one is in the writer's)."""
+        from minga.incidents.choices import NOTIFICATION_SUBJECTS
+
+        label = NOTIFICATION_SUBJECTS.get(self.event)
+        return str(label) % {"ref": self.incident.reference} if label is not None else self.subject

@@ -26,7 +26,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from minga.core import access, audit
@@ -38,6 +38,7 @@ from minga.directory.constituency import MAX_ASN, normalise_domain
 from minga.directory.models import MemberState, OrganisationProfile, PointOfContact, Sector
 from minga.incidents.choices import (
     AWAITING_ACK,
+    NOTIFICATION_SUBJECTS,
     PAP,
     READING_STATUSES,
     REASON_REQUIRED,
@@ -559,13 +560,7 @@ def _participant_message(incident: Incident, event: str) -> tuple[str, str]:
     come), so it carries the reference, severity, TLP and PAP and a link, never the title or
     the description: the reader signs in to read what the TLP allows."""
     link = f"{settings.MINGA_PUBLIC_URL.rstrip('/')}/incidents/{incident.reference}/"
-    labels = {
-        "participant_added": _("Your organisation was added to incident %(ref)s"),
-        "task_assigned": _("A task of incident %(ref)s was assigned to your organisation"),
-        "participant_acknowledged": _("A participant acknowledged incident %(ref)s"),
-        "participant_declined": _("A participant declined incident %(ref)s"),
-    }
-    subject = labels[event] % {"ref": incident.reference}
+    subject = str(NOTIFICATION_SUBJECTS[event]) % {"ref": incident.reference}
     body = _(
         "%(subject)s.\n\nReference: %(ref)s\nSeverity: %(severity)s\n%(tlp)s, %(pap)s\n"
         "Coordinator: %(coordinator)s\n\nSign in to read it and acknowledge: %(link)s\n"
@@ -925,6 +920,21 @@ class NotDelivered(Exception):
     """An e-mail could not go out now; the task tries again later."""
 
 
+def contact_language(organisation_id: int) -> str:
+    """The language to write to an organisation's 24/7 desk in: the first of its first 24/7
+    contact's languages that the node speaks, else English."""
+    spoken = {"en": "en", "es": "es", "pt": "pt-br", "pt-br": "pt-br", "fr": "fr"}
+    contact = (
+        PointOfContact.objects.filter(organisation_id=organisation_id, role=ContactRole.DUTY)
+        .order_by("pk")
+        .first()
+    )
+    for code in contact.languages if contact is not None else []:
+        if str(code).lower() in spoken:
+            return spoken[str(code).lower()]
+    return "en"
+
+
 def duty_addresses(organisation_id: int) -> list[str]:
     return sorted(
         set(
@@ -958,7 +968,9 @@ def deliver_email(notification_id: int) -> str:
                 _("%(org)s has no 24/7 contact in the directory.")
                 % {"org": notification.organisation.short_name}
             )
-        send_mail(notification.subject, notification.body, None, addresses)
+        with translation.override(contact_language(notification.organisation_id)):
+            subject, body = _participant_message(incident, notification.event)
+        send_mail(subject, body, None, addresses)
     except Exception as exc:
         error = str(exc)[:1000] or type(exc).__name__
         with transaction.atomic():
@@ -980,6 +992,8 @@ def deliver_email(notification_id: int) -> str:
             claimed_until=None,
             recipients=addresses,
             last_error="",
+            subject=subject[:300],
+            body=body,
         )
         Participant.objects.filter(
             incident=incident,

@@ -101,6 +101,7 @@ def test_the_24_7_contact_gets_the_email_and_the_participant_counts_as_notified(
     message = message_from_bytes(envelope.content)
     body = message.get_payload(decode=True).decode()
     assert incident.reference in message["Subject"]
+    assert services.contact_language(network.cl.pk) == "es"  # the desk's language, where translated
     assert f"/incidents/{incident.reference}/" in body
     assert "Secret hospital name" not in body  # e-mail leaves the node in clear: no content
     mail.refresh_from_db()
