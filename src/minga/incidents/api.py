@@ -12,7 +12,7 @@ from django.utils.translation import gettext as _
 from ninja import Field, Query, Router, Schema, Status
 from ninja.pagination import paginate
 from ninja.params import functions as param
-from pydantic import BeforeValidator
+from pydantic import BeforeValidator, StrictInt
 
 from minga.core import access
 from minga.core.api import Pages, StrictInput
@@ -50,6 +50,7 @@ def _text_only(value: Any) -> Any:
 
 
 When = Annotated[datetime, BeforeValidator(_text_only)]  # a JSON number is not a date
+EventId = Annotated[StrictInt, Field(ge=1, le=2**63 - 1)]
 
 
 def _user(request: HttpRequest) -> User:
@@ -122,6 +123,17 @@ class LinkedObjectOut(Schema):
     tlp: TLP
 
 
+class LinkedEventOut(Schema):
+    id: int
+    feed: str = Field(..., alias="feed.name")
+    time: datetime
+    classification_type: str
+    source_ip: str
+    source_asn: int | None
+    source_fqdn: str
+    tlp: TLP
+
+
 class IncidentDetail(IncidentOut):
     description: str
     status_reason: str
@@ -132,6 +144,11 @@ class IncidentDetail(IncidentOut):
     participants: list[ParticipantOut]
     tasks: list[TaskOut]
     linked_objects: list[LinkedObjectOut] = Field(..., description="Only the objects the caller may read")
+    linked_events: list[LinkedEventOut] = Field(..., description="Only the feed events the caller may read")
+
+    @staticmethod
+    def resolve_linked_events(obj: Incident) -> list[Any]:
+        return getattr(obj, "readable_events", [])
 
     @staticmethod
     def resolve_affected_states(obj: Incident) -> list[str]:
@@ -222,6 +239,11 @@ class IncidentIn(StrictInput):
         max_length=100,
         description="STIX objects the caller may read (opened from them)",
     )
+    events: list[EventId] = Field(
+        default_factory=list,
+        max_length=1000,
+        description="Feed events the caller may read (opened from them)",
+    )
 
 
 class IncidentPatch(StrictInput):
@@ -284,6 +306,23 @@ class LinkIn(StrictInput):
     stix_id: StixIdText
 
 
+class EventsIn(StrictInput):
+    events: list[EventId] = Field(..., min_length=1, max_length=1000)
+
+
+class FromEventsIn(StrictInput):
+    events: list[EventId] = Field(..., min_length=1, max_length=1000)
+    organisation: ShortNameText | None = Field(
+        None, description="The reporting organisation (default: the caller's only one)"
+    )
+    title: str | None = Field(
+        None, min_length=1, max_length=200, description="Default: the events' type and count"
+    )
+    severity: Severity = Severity.MEDIUM
+    tlp: TLP = TLP.AMBER
+    pap: PAP = PAP.AMBER
+
+
 class MergeIn(StrictInput):
     survivor: Annotated[str, Field(pattern=REFERENCE_PATTERN)]
     reason: str = Field("", max_length=services.MAX_TEXT)
@@ -342,6 +381,7 @@ def _reporting_organisation(request: HttpRequest, short_name: str | None) -> Org
 def _detail(request: HttpRequest, incident: Incident) -> Incident:
     """The incident for ``IncidentDetail``, with the linked objects the caller may read."""
     incident.readable_links = queries.linked_objects(request.user, incident)  # type: ignore[attr-defined]
+    incident.readable_events = queries.linked_events(request.user, incident)  # type: ignore[attr-defined]
     return incident
 
 
@@ -379,6 +419,28 @@ def open_incident(request: HttpRequest, payload: IncidentIn) -> Status:
         ),
         observables=payload.observables,
         links=payload.links,
+        events=payload.events,
+    )
+    return Status(201, _detail(request, incident))
+
+
+@router.post("/from-events", response={201: IncidentDetail})
+def open_from_events(request: HttpRequest, payload: FromEventsIn) -> Status:
+    """Open an incident from feed events the caller may read: their most frequent RSIT type, their
+    source addresses, AS numbers and domains as observables, and the events linked."""
+    user = _user(request)
+    organisation = _reporting_organisation(request, payload.organisation)
+    start = services.proposal_from_events(user, payload.events)
+    incident = services.open_incident(
+        user,
+        organisation,
+        title=payload.title or start["title"],
+        type=start["type"],
+        severity=payload.severity,
+        tlp=payload.tlp,
+        pap=payload.pap,
+        observables=start["observables"],
+        events=payload.events,
     )
     return Status(201, _detail(request, incident))
 
@@ -532,6 +594,14 @@ def unlink_object(request: HttpRequest, reference: Reference, payload: LinkIn) -
     incident = queries.get_or_404(request.user, reference)
     services.unlink_object(_user(request), incident, payload.stix_id)
     return Status(204, None)
+
+
+@router.post("/{reference}/events", response={201: IncidentDetail})
+def link_events(request: HttpRequest, reference: Reference, payload: EventsIn) -> Status:
+    """Link feed events the caller may read, all or nothing."""
+    incident = queries.get_or_404(request.user, reference)
+    services.link_events(_user(request), incident, payload.events)
+    return Status(201, _detail(request, incident))
 
 
 @router.post("/{reference}/merge", response=IncidentDetail)

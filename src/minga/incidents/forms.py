@@ -186,6 +186,20 @@ class LinkForm(forms.Form):
     action = forms.ChoiceField(choices=[("add", _("Link")), ("remove", _("Unlink"))], initial="add")
 
 
+class EventsForm(forms.Form):
+    events = forms.CharField(
+        label=_("Feed event ids"), max_length=20_000, help_text=_("Separated by commas or spaces.")
+    )
+
+    def clean_events(self) -> list[int]:
+        parts = self.cleaned_data["events"].replace(",", " ").split()
+        if not parts or not all(p.isdigit() and 0 < int(p) < 2**63 for p in parts):
+            raise forms.ValidationError(_("Give event ids: whole numbers separated by commas or spaces."))
+        if len(parts) > services.MAX_EVENTS:
+            raise forms.ValidationError(_("At most %(n)d events at a time.") % {"n": services.MAX_EVENTS})
+        return [int(p) for p in parts]
+
+
 class MergeForm(forms.Form):
     survivor = forms.RegexField(
         label=_("Merge into (reference)"), max_length=20, regex=r"^MNG-\d{4}-\d{6,9}$"

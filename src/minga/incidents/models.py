@@ -178,6 +178,28 @@ class IncidentLink(models.Model):
         return self.stix_id
 
 
+class IncidentEvent(models.Model):
+    """A feed event of the pipeline linked to the incident, by its id: events are many, never
+    edited and purged after their feed's retention, so no foreign key holds them. Readers see a
+    link only while they may read the event (``queries.linked_events``)."""
+
+    incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="event_links")
+    event_id = models.BigIntegerField(_("event"))
+    added_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["event_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["incident", "event_id"], name="incident_one_event_link")
+        ]
+
+    def __str__(self) -> str:
+        return f"event {self.event_id}"
+
+
 class TimelineEntry(models.Model):
     """One line of the incident's shared timeline: read by whoever reads the incident."""
 

@@ -106,3 +106,13 @@ def notifications_for(user: Reader) -> QuerySet[Notification]:
         .select_related("incident", "organisation")
         .order_by("-created_at", "-pk")
     )
+
+
+def linked_events(user: Reader, incident: Incident) -> list[Any]:
+    """The linked feed events that ``user`` may read (purged or hidden ones are not shown)."""
+    from minga.pipeline import queries as pipeline
+
+    ids = list(incident.event_links.values_list("event_id", flat=True)[:1000])
+    return list(
+        pipeline.events_visible_to(user).filter(pk__in=ids).select_related("feed").order_by("time", "pk")
+    )

@@ -56,6 +56,7 @@ from minga.incidents.choices import (
 )
 from minga.incidents.models import (
     Incident,
+    IncidentEvent,
     IncidentLink,
     IncidentObservable,
     IncidentTask,
@@ -252,6 +253,7 @@ def open_incident(
     affected_organisations: Iterable[Organisation] = (),
     observables: Sequence[str] = (),
     links: Sequence[str] = (),
+    events: Sequence[int] = (),
 ) -> Incident:
     """Open an incident reported by ``organisation``, with the next reference of the year, its
     observables and links to intelligence objects ``actor`` may read (an incident opened from
@@ -314,6 +316,8 @@ def open_incident(
         add_observables(actor, incident, observables)
     for stix_id in dict.fromkeys(links):
         link_object(actor, incident, stix_id)
+    if events:
+        link_events(actor, incident, events)
     return incident
 
 
@@ -844,6 +848,72 @@ def link_object(actor: Actor, incident: Incident, stix_id: str) -> IncidentLink:
     return link
 
 
+MAX_EVENTS = 1000  # per call
+
+
+def _readable_events(actor: Actor, event_ids: Sequence[int]) -> Any:
+    from minga.pipeline import queries as pipeline
+    from minga.pipeline.models import Event
+
+    ids = list(dict.fromkeys(int(i) for i in event_ids))
+    if len(ids) > MAX_EVENTS:
+        raise ValidationError({"events": _("At most %(n)d events at a time.") % {"n": MAX_EVENTS}})
+    events = Event.objects.all() if actor is None else pipeline.events_visible_to(actor)
+    found = events.filter(pk__in=ids)
+    missing = sorted(set(ids) - set(found.values_list("pk", flat=True)))
+    if missing:
+        raise ValidationError(
+            {
+                "events": _("No event you may read has the id %(ids)s.")
+                % {"ids": ", ".join(str(i) for i in missing[:10])}
+            }
+        )
+    return found
+
+
+@transaction.atomic
+def link_events(actor: Actor, incident: Incident, event_ids: Sequence[int]) -> list[IncidentEvent]:
+    """Link feed events that ``actor`` may read, all or nothing. Contributors only; audited as
+    ``incident.link_events``."""
+    _require_contributor(actor, incident)
+    ids = list(_readable_events(actor, event_ids).values_list("pk", flat=True))
+    have = set(incident.event_links.values_list("event_id", flat=True))
+    user = actor if actor is not None and actor.is_authenticated else None
+    created = IncidentEvent.objects.bulk_create(
+        [IncidentEvent(incident=incident, event_id=i, added_by=user) for i in sorted(set(ids) - have)]
+    )
+    if created:
+        shown = [c.event_id for c in created]
+        _timeline(incident, TimelineKind.LINK, actor, details={"events": shown[:50], "count": len(shown)})
+        _audit("incident.link_events", actor, incident, events=shown[:200], count=len(shown))
+    return created
+
+
+def proposal_from_events(actor: Actor, event_ids: Sequence[int]) -> dict[str, Any]:
+    """What an incident opened from feed events starts with: their most frequent RSIT type, a
+    title, and their source addresses, AS numbers and domains as observables."""
+    from collections import Counter
+
+    from minga.incidents.choices import EventType as Kind
+
+    events = list(
+        _readable_events(actor, event_ids).values_list(
+            "classification_type", "source_ip", "source_asn", "source_fqdn"
+        )
+    )
+    if not events:
+        raise ValidationError({"events": _("Name at least one event.")})
+    kind = Counter(e[0] for e in events).most_common(1)[0][0]
+    observables: list[str] = []
+    for _kind, ip, asn, fqdn in events:
+        observables += [str(v) for v in (ip, asn, fqdn) if v]
+    return {
+        "type": kind,
+        "title": _("%(type)s: %(n)d feed events") % {"type": Kind(kind).label, "n": len(events)},
+        "observables": list(dict.fromkeys(observables))[:MAX_OBSERVABLES],
+    }
+
+
 @transaction.atomic
 def unlink_object(actor: Actor, incident: Incident, stix_id: str) -> None:
     """Remove a link to a STIX object. Contributors only; audited as ``incident.unlink``."""
@@ -885,6 +955,14 @@ def merge_incident(actor: Actor, duplicate: Incident, survivor: Incident, reason
             IncidentLink(incident=survivor, stix_id=link.stix_id, added_by=link.added_by)
             for link in duplicate.links.all()
             if link.stix_id not in linked
+        ]
+    )
+    events = set(survivor.event_links.values_list("event_id", flat=True))
+    IncidentEvent.objects.bulk_create(
+        [
+            IncidentEvent(incident=survivor, event_id=e.event_id, added_by=e.added_by)
+            for e in duplicate.event_links.all()
+            if e.event_id not in events
         ]
     )
     old_status = duplicate.status

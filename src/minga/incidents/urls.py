@@ -18,6 +18,7 @@ urlpatterns = [
     path("<str:reference>/tasks/", views.incident_task, name="task"),
     path("<str:reference>/tasks/<int:task_id>/", views.incident_task_status, name="task_status"),
     path("<str:reference>/links/", views.incident_link, name="link"),
+    path("<str:reference>/events/", views.incident_events, name="events"),
     path("<str:reference>/merge/", views.incident_merge, name="merge"),
     path("<str:reference>/stix.json", views.incident_stix, name="stix"),
 ]

@@ -25,6 +25,7 @@ from minga.incidents.forms import (
     AnswerForm,
     BoardFilterForm,
     CommentForm,
+    EventsForm,
     IncidentForm,
     LinkForm,
     MergeForm,
@@ -178,6 +179,8 @@ def incident_detail(request: HttpRequest, reference: str) -> HttpResponse:
         "tasks": queries.tasks(incident),
         "timeline": queries.timeline(incident),
         "linked": queries.linked_objects(user, incident),
+        "events": queries.linked_events(user, incident),
+        "events_form": EventsForm(),
         "observables": incident.observables.all(),
         "affected_states": incident.affected_states.all(),
         "affected_sectors": incident.affected_sectors.all(),
@@ -350,6 +353,19 @@ def incident_link(request: HttpRequest, reference: str) -> HttpResponse:
             services.link_object(user, incident, data["stix_id"])
 
     return _act(request, incident.reference, LinkForm(request.POST), link, _("Links changed."))
+
+
+@login_required
+@require_POST
+def incident_events(request: HttpRequest, reference: str) -> HttpResponse:
+    incident = _incident(request, reference)
+    return _act(
+        request,
+        incident.reference,
+        EventsForm(request.POST),
+        lambda d: services.link_events(_user(request), incident, d["events"]),
+        _("Feed events linked."),
+    )
 
 
 @login_required
