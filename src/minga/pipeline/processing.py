@@ -39,7 +39,7 @@ from minga.directory import resolution
 from minga.directory.constituency import normalise_domain
 from minga.intel import bulk
 from minga.pipeline.choices import TAXONOMY_OF, RunStatus
-from minga.pipeline.models import COUNTS, EVENT_FIELDS, Chunk, DeadLetter, Event, EventRecipient, Run
+from minga.pipeline.models import COUNTS, EVENT_FIELDS, Chunk, DeadLetter, Event, EventRecipient, Feed, Run
 
 logger = logging.getLogger(__name__)
 
@@ -833,10 +833,19 @@ def _take_over(
         Run.objects.filter(pk=other_run).update(**change)
 
 
+def lock_feed(feed_id: int) -> None:
+    """Take the feed's row lock for the rest of the transaction: the chunks of one feed are
+    written one at a time (their parsing, normalising and routing still run side by side), so
+    each sees the keys the others stored and none fails on the unique key. SQLite's one write
+    lock does the same already."""
+    list(Feed.objects.select_for_update().filter(pk=feed_id).values_list("pk", flat=True))
+
+
 def write_chunk(chunk: Chunk, run: Run, outcome: Outcome, owners: list[tuple[int, ...]]) -> str:
     """Write a chunk's events, dead letters and completion in one transaction, unless another
     attempt wrote it first."""
     with transaction.atomic():
+        lock_feed(run.feed_id)
         if not Chunk.objects.select_for_update().filter(pk=chunk.pk, done=False).exists():
             return "already done"
         written = write_events(run, outcome, owners)

@@ -366,6 +366,7 @@ def reprocess_dead_letters(actor: User | AnonymousUser | None, run: Run) -> dict
         outcome.events.append(event)
     owners = processing.route(outcome.events)
     with transaction.atomic():
+        processing.lock_feed(feed.pk)
         locked = Run.objects.select_for_update().get(pk=run.pk)
         DeadLetter.objects.filter(pk__in=[pk for pk, _line, _raw in letters]).delete()
         counts = processing.write_events(locked, outcome, owners)

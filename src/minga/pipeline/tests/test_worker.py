@@ -111,3 +111,22 @@ def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(make_org, start_wo
     assert run.chunks_done == run.chunk_count == Chunk.objects.filter(run=run, done=True).count()
     assert _result(run) == _result(reference)
     assert Event.objects.filter(run=run).count() == reference.routed + reference.unrouted
+
+
+def test_two_workers_share_a_run_and_end_with_the_same_events(make_org, start_worker):
+    hub = make_org("hub")
+    constituency(make_org("demo-a"), "198.18.0.0/24")
+    data = _feed_file(4000)
+    reference = services.run_inline(
+        services.start_run(
+            None, scan_feed(hub, name="reference"), [data], "f.csv", queue=False, chunk_lines=200
+        )
+    )
+    run = services.start_run(None, scan_feed(hub, name="shared"), [data], "f.csv", chunk_lines=200)
+    start_worker(), start_worker()
+    wait_for(lambda: Run.objects.get(pk=run.pk).status == RunStatus.DONE, timeout=180)
+    run.refresh_from_db()
+    counts = ("read", "parsed", "invalid", "duplicates", "routed", "unrouted")
+    assert [getattr(run, c) for c in counts] == [getattr(reference, c) for c in counts]
+    assert _result(run) == _result(reference)
+    assert reference.duplicates > 100  # the chunks shared keys: the workers met on them
