@@ -49,6 +49,7 @@ RAW_KEPT = 4_096  # characters of a bad line kept in its dead letter
 EARLIEST = datetime(1990, 1, 1, tzinfo=UTC)  # before any feed this network receives
 FUTURE_SLACK = timedelta(days=1)  # clocks differ; more than a day ahead is impossible
 SQLITE_CACHE_KB = 131_072
+EVENT_ID_LOCK = 0x6D696E6761_01  # PostgreSQL advisory lock key: reserving event ids
 KEY_BATCH = 30_000  # keys per IN (...) lookup on SQLite (at most 32,766 parameters)
 # IntelMQ's dotted names, accepted in JSON lines beside Minga's own.
 INTELMQ_NAMES = {name: name.replace("_", ".", 1) for name in EVENT_FIELDS if "_" in name}
@@ -646,18 +647,27 @@ def _time_for_database() -> Callable[[datetime], Any]:
 
 
 def _reserve_ids(count: int) -> Sequence[int]:
-    """``count`` event ids this transaction may use. SQLite: the
-    transaction holds the database's one write lock (BEGIN IMMEDIATE), so the ids after the
-    highest ever given are free. PostgreSQL: drawn from the table's sequence."""
+    """``count`` consecutive event ids this transaction may use. SQLite: the transaction holds
+    the database's one write lock (BEGIN IMMEDIATE), so the ids after the highest ever given are
+    free. PostgreSQL: the table's sequence moved on by ``count`` at once, under an advisory lock
+    that every writer of events takes for that moment (where drawing the ids one by one took a
+    second per 200,000)."""
     if not count:
         return []
     table = Event._meta.db_table
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            cursor.execute(
-                "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)", [table, count]
-            )
-            return [row[0] for row in cursor.fetchall()]
+            cursor.execute("SELECT pg_advisory_lock(%s)", [EVENT_ID_LOCK])
+            try:
+                cursor.execute(
+                    "SELECT setval(seq, nextval(seq) + %s - 1) - %s + 1 "
+                    "FROM pg_get_serial_sequence(%s, 'id') seq",
+                    [count, count, table],
+                )
+                first = cursor.fetchone()[0]
+            finally:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [EVENT_ID_LOCK])
+            return range(first, first + count)
         cursor.execute("SELECT seq FROM sqlite_sequence WHERE name = %s", [table])
         given = cursor.fetchone()
         cursor.execute(f'SELECT MAX("id") FROM "{table}"')  # noqa: S608  (the model's table)
@@ -845,6 +855,12 @@ def write_chunk(chunk: Chunk, run: Run, outcome: Outcome, owners: list[tuple[int
     """Write a chunk's events, dead letters and completion in one transaction, unless another
     attempt wrote it first."""
     with transaction.atomic():
+        if connection.vendor == "postgresql":
+            # The chunk's events and its done flag commit together or not at all, so a commit
+            # lost in a server crash is a chunk done again, never half a chunk: no need to wait
+            # for the WAL to reach the disk (a third of the writing time).
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL synchronous_commit TO OFF")
         lock_feed(run.feed_id)
         if not Chunk.objects.select_for_update().filter(pk=chunk.pk, done=False).exists():
             return "already done"
