@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.db.models import Count, Q, QuerySet
 
 from minga.core.models import Organisation
 from minga.pipeline.models import EVENT_FIELDS, Event, EventRecipient
@@ -45,10 +45,14 @@ def events_visible_to(
     events = Event.objects.visible_to(user)
     f = filters or EventFilter()
     if f.organisation is not None:
-        routed = EventRecipient.objects.filter(event_id=OuterRef("pk"), organisation_id=f.organisation.pk)
+        # Driven from the organisation's range of the recipients' (organisation, event) index:
+        # its events are found without looking at anyone else's, however many there are.
+        routed = EventRecipient.objects.filter(organisation_id=f.organisation.pk)
         if f.since is not None:
             routed = routed.filter(time__gte=f.since)
-        events = events.filter(Exists(routed))
+        if f.until is not None:
+            routed = routed.filter(time__lt=f.until)
+        events = events.filter(pk__in=routed.values("event_id"))
     if f.feed:
         events = events.filter(feed__name=f.feed)
     if f.run:
