@@ -122,16 +122,7 @@ def inbox_id(organisation: Organisation) -> str:
 def collections_for(user: User) -> list[Collection]:
     """The collections ``user`` has a view of: the readable one, then one inbox per organisation
     the user is an active member of."""
-    found = [
-        Collection(
-            READABLE_ID,
-            _("Readable intelligence"),
-            _("Every STIX object version this node's access policy lets you read."),
-            "readable",
-            can_read=True,
-            can_write=False,
-        )
-    ]
+    found = [_readable()]
     memberships = Membership.objects.filter(user_id=user.pk, is_active=True).select_related("organisation")
     for membership in memberships.order_by("organisation__name"):
         org = membership.organisation
@@ -153,7 +144,20 @@ def collections_for(user: User) -> list[Collection]:
     return found
 
 
+def _readable() -> Collection:
+    return Collection(
+        READABLE_ID,
+        _("Readable intelligence"),
+        _("Every STIX object version this node's access policy lets you read."),
+        "readable",
+        can_read=True,
+        can_write=False,
+    )
+
+
 def get_collection(user: User, collection_id: str) -> Collection:
+    if collection_id.lower() == READABLE_ID:  # everyone's: no need to look at memberships
+        return _readable()
     for collection in collections_for(user):
         if collection.id == collection_id.lower():
             return collection
