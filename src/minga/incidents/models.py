@@ -248,6 +248,12 @@ class IncidentTask(models.Model):
     def __str__(self) -> str:
         return self.title
 
+    @property
+    def is_overdue(self) -> bool:
+        from django.utils import timezone
+
+        return self.status == TaskStatus.OPEN and self.due_at is not None and self.due_at < timezone.now()
+
 
 class Notification(models.Model):
     """The outbox: written in the transaction of the change that caused it. In-app notifications

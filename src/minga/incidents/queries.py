@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Q, QuerySet
 
 from minga.core import access
 from minga.incidents.choices import Channel
@@ -41,9 +41,14 @@ class Board:
 
 def board(user: Reader, filters: Board) -> QuerySet[Incident]:
     """The incidents ``user`` may read, newest first, narrowed by the filters."""
-    from minga.incidents.choices import OPEN_STATUSES
+    from minga.incidents.choices import AWAITING_ACK, OPEN_STATUSES, ParticipantStatus
 
-    incidents = visible(user)
+    incidents = visible(user).annotate(
+        acknowledged_count=Count(
+            "participants", filter=Q(participants__status=ParticipantStatus.ACKNOWLEDGED), distinct=True
+        ),
+        awaiting_count=Count("participants", filter=Q(participants__status__in=AWAITING_ACK), distinct=True),
+    )
     if filters.status:
         incidents = incidents.filter(status=filters.status)
     if filters.open_only:
@@ -56,7 +61,8 @@ def board(user: Reader, filters: Board) -> QuerySet[Incident]:
         incidents = incidents.filter(affected_states__code=filters.state.upper()).distinct()
     if filters.q:
         incidents = incidents.filter(Q(title__icontains=filters.q) | Q(reference__iexact=filters.q))
-    return incidents
+    # Explicit: a query that counts (GROUP BY) does not take the model's default ordering.
+    return incidents.order_by("-created_at", "-pk")
 
 
 def get_or_404(user: Reader, reference: str) -> Incident:

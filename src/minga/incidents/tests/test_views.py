@@ -6,7 +6,7 @@ import pytest
 from stix2validator import ValidationOptions, validate_string
 
 from minga.core.testing import assert_invisible_to
-from minga.incidents import services
+from minga.incidents import queries, services
 from minga.incidents.choices import ParticipantStatus
 from minga.incidents.models import Incident, TimelineEntry
 
@@ -138,3 +138,27 @@ def test_the_board_and_the_page_cost_the_same_queries_however_many_rows(login_cl
         services.comment(network.ana, first, f"comment {n}")
     assert cost("/incidents/") == board
     assert cost(f"/incidents/{first.reference}/") == page
+
+
+def test_the_board_counts_acknowledgements_and_the_page_flags_overdue_tasks(
+    login_client, network, open_incident
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    incident = open_incident()
+    services.add_participant(network.ana, incident, network.cl)
+    services.add_participant(network.ana, incident, network.br)
+    services.acknowledge(network.carlos, incident)
+    (row,) = queries.board(network.ana, queries.Board())
+    assert (row.acknowledged_count, row.awaiting_count) == (1, 1)
+    services.add_task(
+        network.ana,
+        incident,
+        title="Late",
+        organisation=network.cl,
+        due_at=timezone.now() - timedelta(hours=1),
+    )
+    page = login_client(network.ana).get(f"/incidents/{incident.reference}/").content.decode()
+    assert "overdue" in page
