@@ -314,6 +314,12 @@ def _minga_run(total: int, env: dict[str, str]) -> dict[str, Any]:
         )
         stored += result.accepted
     import_s = time.perf_counter() - started
+    # Statistics for the planner, as autovacuum would gather them some minutes after a bulk load
+    # (without them PostgreSQL plans each page as a sort of the whole store).
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
     newest = StixObject.objects.order_by("date_added", "pk").values_list("date_added", flat=True)
     added = [_stamp(when) for when in newest[int(total * (1 - RECENT)) :]]
 
