@@ -247,6 +247,14 @@ def reprocess(request: HttpRequest, run_id: UUID) -> dict[str, int]:
     return services.reprocess_dead_letters(user, _run(user, run_id))
 
 
+@router.post("/runs/{run_id}/rerun", response=RunOut)
+def rerun(request: HttpRequest, run_id: UUID) -> Run:
+    """Process a finished run's file again with the feed's current settings: its events and
+    dead letters are replaced by what the file gives now (queued for the workers). Audited."""
+    user = _user(request)
+    return services.rerun(user, _run(user, run_id))
+
+
 # --- events --------------------------------------------------------------------------------------
 
 

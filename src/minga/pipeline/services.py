@@ -27,7 +27,7 @@ from minga.core.models import Membership, Organisation, User
 from minga.core.spreadsheet import neutralise
 from minga.pipeline import processing
 from minga.pipeline.choices import TAXONOMY_OF, FeedFormat, RunSource, RunStatus
-from minga.pipeline.models import EVENT_FIELDS, FEED_TLPS, Chunk, DeadLetter, Event, Feed, Run
+from minga.pipeline.models import COUNTS, EVENT_FIELDS, FEED_TLPS, Chunk, DeadLetter, Event, Feed, Run
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AnonymousUser
@@ -240,24 +240,12 @@ def start_run(
             digest.update(piece)
             size += len(piece)
     run.path, run.file_size, run.sha256 = str(path), size, digest.hexdigest()
-    try:
-        split = processing.split_file(path, run.options, chunk_lines)
-        run.header = split.header
-        processing.Chain(run.options, split.header, timezone.now())  # the mapping fits the header
-    except ValueError as exc:
-        split = processing.Split([], [])
-        run.status, run.message, run.finished_at = RunStatus.FAILED, str(exc), timezone.now()
-    if run.status != RunStatus.FAILED and not split.ranges:
-        run.status, run.finished_at = RunStatus.DONE, timezone.now()
-    run.chunk_count = len(split.ranges)
+    split = _split(run, chunk_lines)
     from minga.pipeline.tasks import process_chunk
 
     with transaction.atomic():
         run.save()
-        chunks = Chunk.objects.bulk_create(
-            Chunk(run=run, number=n, start_byte=s, end_byte=e, first_line=f, line_count=c)
-            for n, (s, e, f, c) in enumerate(split.ranges, 1)
-        )
+        chunks = _create_chunks(run, split)
         audit.record(
             "pipeline.run_started",
             actor=actor,
@@ -273,6 +261,75 @@ def start_run(
                 "status": run.status,
                 **({"reason": run.message[:300]} if run.message else {}),
             },
+        )
+        if queue:
+            ids = list(Chunk.objects.filter(run=run).order_by("number").values_list("pk", flat=True))
+            transaction.on_commit(lambda: _enqueue(process_chunk, ids))
+    return run
+
+
+def _split(run: Run, chunk_lines: int) -> processing.Split:
+    """Split the run's file with its options; a file that cannot be read marks the run failed,
+    an empty one done."""
+    try:
+        split = processing.split_file(Path(run.path), run.options, chunk_lines)
+        run.header = split.header
+        processing.Chain(run.options, split.header, timezone.now())  # the mapping fits the header
+    except ValueError as exc:
+        split = processing.Split([], [])
+        run.status, run.message, run.finished_at = RunStatus.FAILED, str(exc), timezone.now()
+    if run.status != RunStatus.FAILED and not split.ranges:
+        run.status, run.finished_at = RunStatus.DONE, timezone.now()
+    run.chunk_count = len(split.ranges)
+    return split
+
+
+def _create_chunks(run: Run, split: processing.Split) -> list[Chunk]:
+    return Chunk.objects.bulk_create(
+        Chunk(run=run, number=n, start_byte=s, end_byte=e, first_line=f, line_count=c)
+        for n, (s, e, f, c) in enumerate(split.ranges, 1)
+    )
+
+
+def rerun(
+    actor: User | AnonymousUser | None,
+    run: Run,
+    *,
+    queue: bool = True,
+    chunk_lines: int = processing.CHUNK_LINES,
+) -> Run:
+    """Process a finished run's kept file again with the feed's current settings (after fixing
+    the mapping): its events and dead letters are replaced by what the file gives now (new
+    events, new ids: incident links to the old ones no longer resolve). Events of other runs are
+    not touched. Analysts and admins of the feed's owner may; audited
+    (``pipeline.run_reprocessed``, with the counts before)."""
+    feed = run.feed
+    _check_manage(actor, feed.owner_id)
+    if run.status in (RunStatus.QUEUED, RunStatus.RUNNING):
+        raise ValidationError({"run": _("The run is still being processed; wait until it is done.")})
+    if not Path(run.path).is_file():
+        raise ValidationError({"run": _("The run's file is no longer kept; upload it again.")})
+    from minga.pipeline.tasks import process_chunk
+
+    before = {name: getattr(run, name) for name in COUNTS}
+    with transaction.atomic():
+        processing.lock_feed(feed.pk)
+        Event.objects.filter(run=run).delete()
+        DeadLetter.objects.filter(run=run).delete()
+        Chunk.objects.filter(run=run).delete()
+        run.options, run.message, run.finished_at = feed.options(), "", None
+        run.status, run.chunks_done = RunStatus.QUEUED, 0
+        for name in COUNTS:
+            setattr(run, name, 0)
+        split = _split(run, chunk_lines)
+        run.save()
+        chunks = _create_chunks(run, split)
+        audit.record(
+            "pipeline.run_reprocessed",
+            actor=actor,
+            obj=run,
+            organisation=feed.owner,
+            details={"feed": feed.name, "file": run.file_name, "before": before, "chunks": len(chunks)},
         )
         if queue:
             ids = list(Chunk.objects.filter(run=run).order_by("number").values_list("pk", flat=True))

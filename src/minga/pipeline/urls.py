@@ -13,4 +13,5 @@ urlpatterns = [
     path("feeds/<slug:name>/edit/", views.feed_edit, name="feed_edit"),
     path("runs/<uuid:uuid>/", views.run_detail, name="run_detail"),
     path("runs/<uuid:uuid>/reprocess/", views.run_reprocess, name="run_reprocess"),
+    path("runs/<uuid:uuid>/rerun/", views.run_rerun, name="run_rerun"),
 ]

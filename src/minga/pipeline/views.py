@@ -142,6 +142,19 @@ def run_reprocess(request: HttpRequest, uuid: UUID) -> HttpResponse:
     return redirect("pipeline:run_detail", uuid=run.uuid)
 
 
+@login_required
+@require_POST
+def run_rerun(request: HttpRequest, uuid: UUID) -> HttpResponse:
+    run = get_object_or_404(services.runs_visible_to(_user(request)), uuid=uuid)
+    try:
+        services.rerun(_user(request), run)
+    except (ValidationError, PermissionDenied) as exc:
+        messages.error(request, " ".join(exc.messages if isinstance(exc, ValidationError) else [str(exc)]))
+    else:
+        messages.success(request, _("The file is queued for processing again."))
+    return redirect("pipeline:run_detail", uuid=run.uuid)
+
+
 def _day(value: Any) -> datetime | None:
     return timezone.make_aware(datetime.combine(value, time.min)) if value else None
 

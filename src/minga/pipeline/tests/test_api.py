@@ -201,3 +201,19 @@ def test_reprocess_through_the_api(world):
     result = client.post(f"{API}/runs/{run.uuid}/reprocess", headers=world["hub"]).json()
     assert result["stored"] == 1 and result["still_invalid"] == 0
     assert json.loads(client.get(f"{API}/runs/{run.uuid}", headers=world["hub"]).content)["invalid"] == 0
+
+
+def test_rerun_through_the_api_is_the_owners(world, django_capture_on_commit_callbacks):
+    client = Client()
+    run = world["run"]
+    assert client.post(f"{API}/runs/{run.uuid}/rerun", headers=world["team"]).status_code == 404
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(f"{API}/runs/{run.uuid}/rerun", headers=world["hub"])
+    assert response.status_code == 200 and response.json()["status"] == "queued"
+    assert not Event.objects.filter(run=run).exists()
+    again = client.post(f"{API}/runs/{run.uuid}/rerun", headers=world["hub"])
+    assert again.status_code == 400 and "still being processed" in again.json()["detail"]
+    from minga.pipeline import services
+
+    services.run_inline(run)
+    assert Event.objects.filter(run=run).count() == 3

@@ -101,3 +101,24 @@ def test_ingest_can_queue_for_the_workers(make_org, tmp_path, django_capture_on_
     assert "1 chunks queued" in out
     run = Run.objects.get()
     assert run.status == RunStatus.QUEUED and run.chunks.get().task_id
+
+
+def test_a_run_is_processed_again_after_the_mapping_is_fixed(make_org, tmp_path):
+    make_org("hub")
+    constituency(make_org("demo-team"), "192.0.2.0/24")
+    _call("feed", "add", "scans", "--owner", "hub", "--map", "source_ip=address")
+    path = tmp_path / "scans.csv"
+    path.write_text("ip,kind\n192.0.2.1,scan\n192.0.2.2,scan\n")
+    with pytest.raises(CommandError, match="not in the header"):
+        _call("ingest", str(path), "--feed", "scans")
+    run = Run.objects.get()
+    assert run.status == RunStatus.FAILED
+    _call("feed", "change", "scans", "--map", "source_ip=ip")
+    out, _ = _call("feed", "rerun", str(run.uuid))
+    assert "done; read 2, parsed 2, invalid 0, duplicates 0, routed 2" in out
+    out, _ = _call("feed", "rerun", str(run.uuid))  # again: the same events, not twice as many
+    assert "routed 2" in out and Event.objects.count() == 2
+    entry = AuditEntry.objects.filter(action="pipeline.run_reprocessed").order_by("seq").last()
+    assert entry.details["before"]["routed"] == 2
+    with pytest.raises(CommandError, match="No run"):
+        _call("feed", "rerun", "not-a-uuid")

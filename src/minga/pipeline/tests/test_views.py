@@ -79,6 +79,11 @@ def test_a_run_page_shows_counts_and_dead_letters_to_the_owner_only(world):
         assert world[who].get(f"/pipeline/runs/{run.uuid}/").status_code == 404
         assert world[who].get("/pipeline/feeds/scan-report/").status_code == 404
         assert world[who].post(f"/pipeline/runs/{run.uuid}/reprocess/").status_code == 404
+        assert world[who].post(f"/pipeline/runs/{run.uuid}/rerun/").status_code == 404
+    assert "Process the whole file again" in page
+    assert world["hub"].post(f"/pipeline/runs/{run.uuid}/rerun/").status_code == 302
+    run.refresh_from_db()
+    assert run.status == "queued" and not Event.objects.filter(run=run).exists()
 
 
 def test_an_analyst_registers_a_feed_uploads_a_file_and_reprocesses(

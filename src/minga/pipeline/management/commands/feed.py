@@ -65,6 +65,11 @@ class Command(BaseCommand):
             "reprocess", help="read a run's dead letters again with the feed's settings"
         )
         again.add_argument("run", help="the run's id (a UUID)")
+        rerun = actions.add_parser(
+            "rerun", help="process a finished run's file again with the feed's settings (replaces its events)"
+        )
+        rerun.add_argument("run", help="the run's id (a UUID)")
+        rerun.add_argument("--queue", action="store_true", help="queue the chunks for the workers")
         actions.add_parser("purge", help="delete the events older than their feed's retention now")
 
     def handle(self, *args: Any, action: str, **options: Any) -> None:
@@ -159,6 +164,24 @@ class Command(BaseCommand):
         except ValidationError as exc:
             raise CommandError(_messages(exc)) from exc
         self.stdout.write(self.style.SUCCESS(", ".join(f"{k} {v}" for k, v in result.items())))
+
+    def _rerun(self, options: dict[str, Any]) -> None:
+        run_id = _uuid(options["run"])
+        run = Run.objects.select_related("feed__owner").filter(uuid=run_id).first() if run_id else None
+        if run is None:
+            raise CommandError(f"No run has the id {options['run']!r}.")
+        try:
+            run = services.rerun(None, run, queue=options["queue"])
+        except ValidationError as exc:
+            raise CommandError(_messages(exc)) from exc
+        if not options["queue"]:
+            run = services.run_inline(run)
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"run {run.uuid}: {run.status}; read {run.read}, parsed {run.parsed}, invalid {run.invalid}, "
+                f"duplicates {run.duplicates}, routed {run.routed}, unrouted {run.unrouted}"
+            )
+        )
 
     def _purge(self, options: dict[str, Any]) -> None:
         purged = services.purge_expired()
