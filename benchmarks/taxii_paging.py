@@ -302,9 +302,11 @@ def _minga_run(total: int, env: dict[str, str]) -> dict[str, Any]:
     )
     token = core_services.create_api_token(None, reader, name="benchmark").raw
 
-    # Envelopes of 5,000 (one chunk of the import each): date_added moves on between them.
+    # Envelopes of up to 5,000 (one chunk of the import each): date_added moves on between them.
     started, stored, generated = time.perf_counter(), 0, objects(total)
-    while batch := list(itertools.islice(generated, ENVELOPE)):
+    # Small stores get smaller envelopes, so that added_after has a hundred points to fall between.
+    envelope = max(100, min(ENVELOPE, total // 100))
+    while batch := list(itertools.islice(generated, envelope)):
         result = intel_services.import_bundle(
             None,
             source,
