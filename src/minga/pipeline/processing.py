@@ -445,8 +445,11 @@ class Chain:
                 except csv.Error as exc:
                     outcome.reject(number, "", _("Malformed CSV: %(error)s") % {"error": exc}, text)
                     rows.append([])
-        columns = list(self.columns.items())
-        needed = max((i for _f, i in columns), default=-1) + 1
+        names = list(self.columns)
+        positions = list(self.columns.values())
+        needed = max(positions, default=-1) + 1
+        # One C call picks a row's mapped cells (a lone column comes back bare, not in a tuple).
+        pick = operator.itemgetter(*positions) if len(positions) > 1 else lambda row: (row[positions[0]],)
         for (number, text), row in zip(lines, rows, strict=True):
             if not row:
                 continue
@@ -459,7 +462,7 @@ class Chain:
                     text,
                 )
                 continue
-            yield number, text, {name: row[i] for name, i in columns}
+            yield number, text, dict(zip(names, pick(row) if positions else (), strict=True))
 
     def _json_records(
         self, lines: list[tuple[int, str]], outcome: Outcome
