@@ -137,26 +137,35 @@ def insert_returning_ids(
 
 
 def select_in(
-    model: type[models.Model], columns: Sequence[str], key: str, values: Sequence[Any]
+    model: type[models.Model],
+    columns: Sequence[str],
+    key: str,
+    values: Sequence[Any],
+    where: dict[str, Any] | None = None,
 ) -> list[tuple[Any, ...]]:
-    """The ``columns`` (field names) of the rows whose ``key`` is one of ``values``. On
-    PostgreSQL, one query with the values as one array parameter; elsewhere, batches of IN."""
+    """The ``columns`` (field names) of the rows whose ``key`` is one of ``values`` (and whose
+    fields equal those of ``where``, field names to values). On PostgreSQL, one query with the
+    values as one array parameter; elsewhere, batches of IN."""
     if not values:
         return []
+    where = where or {}
     if connection.vendor != "postgresql":
         rows: list[tuple[Any, ...]] = []
         for start in range(0, len(values), 900):
             batch = values[start : start + 900]
-            rows.extend(model._default_manager.filter(**{f"{key}__in": batch}).values_list(*columns))
+            found = model._default_manager.filter(**{f"{key}__in": batch}, **where)
+            rows.extend(found.values_list(*columns))
         return rows
     fields = [cast(models.Field, model._meta.get_field(name)) for name in columns]
     key_field = cast(models.Field, model._meta.get_field(key))
+    equal = [cast(models.Field, model._meta.get_field(name)) for name in where]
     quote = connection.ops.quote_name
-    query = "SELECT {} FROM {} WHERE {} = ANY(%s)".format(  # noqa: S608  (names from the model, values bound)
+    query = "SELECT {} FROM {} WHERE {} = ANY(%s){}".format(  # noqa: S608  (names from the model, values bound)
         ", ".join(quote(str(f.column)) for f in fields),
         quote(model._meta.db_table),
         quote(str(key_field.column)),
+        "".join(f" AND {quote(str(f.column))} = %s" for f in equal),
     )
     with connection.cursor() as cursor:
-        cursor.execute(query, [list(values)])
+        cursor.execute(query, [list(values), *where.values()])
         return [tuple(row) for row in cursor.fetchall()]

@@ -22,10 +22,14 @@ class StixObject(SharedObject):
     """One version of a STIX object (SDO, SCO, SRO, marking, language content, extension
     definition or custom type), kept as validated JSON with the columns queries need.
 
-    A version is identified by (stix_id, modified): replaying one changes nothing. Objects
-    without versions (SCOs, marking definitions) take ``created``, or the epoch, as their
-    ``modified`` so that the same rule holds for them. The access policy (TLP and recipients)
-    applies per version, as imported."""
+    Versions are kept per originating organisation: a row is identified by (stix_id, modified,
+    origin_organisation), and replaying one changes nothing. Two organisations sharing the
+    same id (SCOs have ids derived from their value; a bundle may carry another team's objects)
+    each keep their own copy and their own history: neither can supersede, revoke or even
+    detect the other's rows. Objects without versions (SCOs, marking definitions) take
+    ``created``, or the epoch, as their ``modified`` so that the same rule holds for them. The
+    access policy (TLP and recipients) applies per version, as imported. Readers see one
+    version per id (``minga.intel.queries``)."""
 
     stix_id = models.CharField(_("STIX id"), max_length=300)
     type = models.CharField(_("type"), max_length=250)
@@ -35,7 +39,8 @@ class StixObject(SharedObject):
     # Set by this node when the version arrived, never taken from the input (TAXII's date_added).
     date_added = models.DateTimeField(_("added"))
     revoked = models.BooleanField(_("revoked"), default=False)
-    # The newest version of its stix_id: maintained by the import, one per stix_id.
+    # The newest version of its stix_id from its originating organisation: maintained by the
+    # import, one per (stix_id, origin_organisation).
     is_latest = models.BooleanField(default=True)
     # What a list shows: the name, the value or the pattern, cut short.
     label = models.CharField(_("label"), max_length=200, blank=True)
@@ -51,7 +56,9 @@ class StixObject(SharedObject):
         verbose_name = _("STIX object")
         verbose_name_plural = _("STIX objects")
         constraints = [
-            models.UniqueConstraint(fields=["stix_id", "modified"], name="intel_one_row_per_version")
+            models.UniqueConstraint(
+                fields=["stix_id", "modified", "origin_organisation"], name="intel_one_row_per_origin_version"
+            )
         ]
         indexes = [
             models.Index(fields=["stix_id", "is_latest"], name="intel_obj_latest"),

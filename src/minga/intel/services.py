@@ -4,7 +4,9 @@ An import streams the bundle (ijson: a 500 MB file is never held whole), checks 
 the fast path of ``minga.intel.stix``, and writes chunks of a few thousand objects, each in one
 transaction: the versions (bulk), their recipients, their observables and links. A bad object
 becomes a rejection with its reason and the rest goes on; a replayed version is counted as
-already stored. Every import ends with one audit entry carrying its counts.
+already stored. Versions are kept per originating organisation (see ``StixObject``): an import
+looks at, supersedes and is refused by its own organisation's versions only. Every import ends
+with one audit entry carrying its counts.
 """
 
 from __future__ import annotations
@@ -264,8 +266,9 @@ def _store_chunk(
     result: ImportResult,
 ) -> None:
     """Write one chunk of valid objects in one transaction, with no per-object query. Another
-    import may store some of the same versions between the look-up and the write: the chunk is
-    then looked at again, and those versions count as already stored."""
+    import in the name of the same organisation may store some of the same versions between the
+    look-up and the write: the chunk is then looked at again, and those versions count as
+    already stored."""
     for attempt in (1, 2):
         outcome = result.tracked()
         try:
@@ -288,10 +291,17 @@ def _write_chunk(
     ids = list({c.stix_id for c in candidates})
     existing: set[tuple[str, datetime]] = set()
     latest: dict[str, tuple[datetime, bool, int | None]] = {}  # stix_id -> (modified, revoked, pk)
+    # The organisation's own versions only: another's copy of an id neither makes a version a
+    # replay, nor blocks it by a revocation, nor loses its latest flag, and so the counts and
+    # the reasons of this import say nothing about what other organisations hold.
     versions = bulk.select_in(
-        StixObject, ("stix_id", "modified", "is_latest", "revoked", "id"), "stix_id", ids
+        StixObject,
+        ("stix_id", "modified", "is_latest", "revoked", "id"),
+        "stix_id",
+        ids,
+        where={"origin_organisation": organisation.pk},
     )
-    flagged: list[tuple[str, datetime, int]] = []  # stored rows flagged latest: one per id, bar races
+    flagged: list[tuple[str, datetime, int]] = []  # own rows flagged latest: one per id, bar races
     for stix_id, modified, is_latest, revoked, pk in versions:
         existing.add((stix_id, modified))
         if is_latest:
@@ -351,7 +361,7 @@ def _write_chunk(
                 c.raw,
             )
         )
-    # Stored versions that a fresh one supersedes stop being the latest.
+    # The organisation's stored versions that a fresh one supersedes stop being its latest.
     superseded = [pk for stix_id, modified, pk in flagged if latest[stix_id][0] != modified]
     with transaction.atomic():
         for batch in _batched(superseded):
@@ -549,7 +559,8 @@ def delete_versions(
 ) -> int:
     """Delete ``versions`` (already narrowed to what ``actor`` may read), all of which must have
     come from ``organisation``, in whose name ``actor`` must be allowed to import. The newest
-    remaining version of each object becomes its latest. Audited (``intel.deleted``) with the
+    remaining version of each object from ``organisation`` becomes its latest; other
+    organisations' copies of the same ids are left as they are. Audited (``intel.deleted``) with the
     ids and versions removed. Returns how many versions were deleted."""
     if not may_import(actor, organisation):
         raise PermissionDenied(
@@ -568,7 +579,8 @@ def delete_versions(
             StixObject.objects.filter(pk__in=batch).delete()
         touched = sorted({stix_id for _pk, stix_id, _modified, _origin in rows})
         for batch in _batched(touched):
-            remaining = StixObject.objects.filter(stix_id__in=batch)
+            # The latest flag is per organisation: other organisations' copies are not touched.
+            remaining = StixObject.objects.filter(stix_id__in=batch, origin_organisation=organisation)
             newest: dict[str, int] = {}
             for pk, stix_id in remaining.order_by("modified", "pk").values_list("pk", "stix_id"):
                 newest[stix_id] = pk
