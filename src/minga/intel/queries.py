@@ -4,6 +4,12 @@ Correlation is answered from the observables index: the observables of one objec
 then the other latest versions linked to them that the reader may see. No count or existence
 of anything outside the reader's policy leaks: hidden objects are filtered before anything is
 counted or listed.
+
+Versions are kept per originating organisation, so several organisations may hold the same id,
+even the same version. A reader sees one object per id: the newest version it may read of
+those flagged latest by their organisations, and of two copies of one version, its own
+organisation's, else the one stored first (``preferred``). Lists, search, the object's page,
+correlation, sightings and exports all answer so; an object's versions list each version once.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from django.db import connection
-from django.db.models import Count, Max, Min, Q, QuerySet, Sum
+from django.db.models import Count, Exists, Max, Min, OuterRef, Q, QuerySet, Sum
 
 from minga.core import access
 from minga.intel import bulk, observables, stix
@@ -36,8 +42,51 @@ def visible(user: Reader) -> QuerySet[StixObject]:
     return StixObject.objects.visible_to(user).select_related("origin_organisation")  # type: ignore[attr-defined]
 
 
+def outranked(user: Reader, candidates: QuerySet[StixObject], *, same: Sequence[str], order: str = "") -> Q:
+    """The condition on a row that ``candidates`` (already narrowed to what ``user`` may
+    read) hold a row preferred to it with the same values of ``same``: with ``order``
+    "newest" ("oldest"), a newer (older) ``modified`` first; then the reader's own
+    organisations' copy; then the copy stored first. Excluding it leaves one row per value of
+    ``same``, chosen among rows the reader may read only, so the choice reveals nothing.
+
+    A correlated NOT EXISTS on the rows of the same id (an index look-up): where an id has one
+    holder, it finds nothing but the row itself."""
+    rivals = candidates.order_by().filter(**{name: OuterRef(name) for name in same})
+    first = Q(pk__lt=OuterRef("pk"))
+    newer: list[Q] = []
+    tie = Q()
+    if order:
+        lookup = "modified__gt" if order == "newest" else "modified__lt"
+        newer = [Q(**{lookup: OuterRef("modified")})]
+        tie = Q(modified=OuterRef("modified"))
+    organisation_ids = sorted(access.reader_for(user).organisation_ids)
+    if not organisation_ids:
+        return Q(Exists(rivals.filter(_any(*newer, tie & first))))
+    own = Q(origin_organisation_id__in=organisation_ids)
+    above_own = rivals.filter(_any(*newer, tie & own & first))
+    above_other = rivals.filter(_any(*newer, tie & own, tie & ~own & first))
+    return (own & Q(Exists(above_own))) | (~own & Q(Exists(above_other)))
+
+
+def _any(*conditions: Q) -> Q:
+    found = Q()
+    for condition in conditions:
+        found |= condition
+    return found
+
+
+def preferred(
+    user: Reader, candidates: QuerySet[StixObject], *, same: Sequence[str], order: str = ""
+) -> QuerySet[StixObject]:
+    """``candidates`` (readable by ``user``) with one row per value of ``same``: see ``outranked``."""
+    return candidates.exclude(outranked(user, candidates, same=same, order=order))
+
+
 def latest_visible(user: Reader) -> QuerySet[StixObject]:
-    return visible(user).filter(is_latest=True)
+    """One row per id: of the versions flagged latest by their organisations, the newest the
+    reader may read (its own organisation's copy of a version, else the first stored)."""
+    latest = visible(user).filter(is_latest=True)
+    return preferred(user, latest, same=("stix_id",), order="newest")
 
 
 @dataclass
@@ -69,8 +118,12 @@ def observables_matching(value: str, kind: str = "") -> QuerySet[Observable]:
 
 
 def search(user: Reader, criteria: Search) -> QuerySet[StixObject]:
-    """Latest versions the reader may see, narrowed by the criteria, newest first."""
-    objects = latest_visible(user)
+    """Latest versions the reader may see, one per id, narrowed by the criteria, newest first.
+    With ``origin``, the latest versions that organisation shared (one per id already)."""
+    if criteria.origin:
+        objects = visible(user).filter(is_latest=True, origin_organisation__short_name=criteria.origin)
+    else:
+        objects = latest_visible(user)
     if criteria.type:
         objects = objects.filter(type=criteria.type)
     if criteria.value:
@@ -80,8 +133,6 @@ def search(user: Reader, criteria: Search) -> QuerySet[StixObject]:
         objects = objects.filter(Q(label__icontains=criteria.q) | Q(stix_id=criteria.q))
     if criteria.tlp:
         objects = objects.filter(tlp=criteria.tlp)
-    if criteria.origin:
-        objects = objects.filter(origin_organisation__short_name=criteria.origin)
     if criteria.added_after:
         objects = objects.filter(date_added__gte=criteria.added_after)
     if criteria.added_before:
@@ -96,20 +147,31 @@ def search(user: Reader, criteria: Search) -> QuerySet[StixObject]:
 
 
 def get_latest_or_404(user: Reader, stix_id: str) -> StixObject:
-    """The latest version of ``stix_id`` if the reader may see it (audited from TLP:AMBER up)."""
-    # Two imports racing with versions of one object may each flag theirs latest: the newest wins.
-    newest = StixObject.objects.filter(stix_id=stix_id, is_latest=True).order_by("-modified").values("pk")[:1]
+    """The reader's latest version of ``stix_id`` (as ``latest_visible`` chooses it), else 404
+    (audited from TLP:AMBER up)."""
+    # Two imports racing with versions of one object may each flag theirs latest: the newest
+    # wins there too.
+    newest = latest_visible(user).filter(stix_id=stix_id).order_by("-modified", "pk").values("pk")[:1]
     return access.get_readable_or_404(
         StixObject.objects.select_related("origin_organisation"), user, pk__in=newest
     )
 
 
 def versions(user: Reader, stix_id: str) -> QuerySet[StixObject]:
+    """The versions of ``stix_id`` the reader may read, newest first, each once: of copies of
+    one version held by several organisations, the reader's own, else the first stored."""
+    readable = visible(user).filter(stix_id=stix_id)
     return (
-        visible(user)
-        .filter(stix_id=stix_id)
+        preferred(user, readable, same=("stix_id", "modified"))
         .prefetch_related("recipient_organisations")
-        .order_by("-modified")
+        .order_by("-modified", "pk")
+    )
+
+
+def holders(user: Reader, stix_id: str) -> list[str]:
+    """The organisations (names) whose versions of ``stix_id`` the reader may read."""
+    return sorted(
+        set(visible(user).filter(stix_id=stix_id).values_list("origin_organisation__name", flat=True))
     )
 
 
@@ -137,7 +199,8 @@ class Correlation:
 
 
 def correlations(user: Reader, obj: StixObject, limit: int = MAX_CORRELATIONS) -> list[Correlation]:
-    """Other objects (latest, not revoked) sharing an observable with ``obj`` that the reader
+    """Other objects (latest, not revoked, one per id as ``latest_visible`` shows them; never
+    another organisation's copy of ``obj``) sharing an observable with ``obj`` that the reader
     may see, newest first, with the observables they share."""
     mine = list(ObjectObservable.objects.filter(stix_object=obj).values_list("observable_id", flat=True))
     if not mine:
@@ -189,11 +252,13 @@ def _batches(values: Sequence[int]) -> Iterator[Sequence[int]]:
         yield values[start : start + size]
 
 
-def _visible_pks(user: Reader, pks: Sequence[int]) -> dict[int, str]:
-    """Of ``pks``, the latest, unrevoked versions the reader may see, with their STIX ids."""
+def _visible_pks(user: Reader, pks: Sequence[int], *, one_per_id: bool) -> dict[int, str]:
+    """Of ``pks``, the latest, unrevoked versions the reader may see, with their STIX ids: with
+    ``one_per_id``, those ``latest_visible`` shows; otherwise any organisation's latest."""
+    latest = latest_visible(user) if one_per_id else visible(user).filter(is_latest=True)
     found: dict[int, str] = {}
     for batch in _batches(pks):
-        found.update(latest_visible(user).filter(pk__in=batch, revoked=False).values_list("pk", "stix_id"))
+        found.update(latest.filter(pk__in=batch, revoked=False).values_list("pk", "stix_id"))
     return found
 
 
@@ -202,8 +267,10 @@ def correlate_many(user: Reader, pks: Sequence[int], per_object: int = MAX_CORRE
     an observable with each that the reader may see: a fixed number of batched queries on the
     observables index, then one pass of the access policy over the candidates, however many
     versions are asked about. Versions the reader may not see are left out of the answer; a
-    hot observable contributes its newest ``MAX_CANDIDATES`` links, as in ``correlations``."""
-    asked = _visible_pks(user, sorted(set(pks)))
+    hot observable contributes its newest ``MAX_CANDIDATES`` links, as in ``correlations``.
+    Any organisation's latest version may be asked about; the others found are those
+    ``latest_visible`` shows, one per id, and never a copy of the asked version's id."""
+    asked = _visible_pks(user, sorted(set(pks)), one_per_id=False)
     result = BatchCorrelation(links={pk: {} for pk in asked})
     if not asked:
         return result
@@ -232,7 +299,7 @@ def correlate_many(user: Reader, pks: Sequence[int], per_object: int = MAX_CORRE
             .values_list("observable_id", "stix_object_id")[:MAX_CANDIDATES]
         )
         linked.extend(newest)
-    readable = _visible_pks(user, sorted({pk for _, pk in linked}))
+    readable = _visible_pks(user, sorted({pk for _, pk in linked}), one_per_id=True)
     for observable, other in linked:
         if other not in readable:
             continue

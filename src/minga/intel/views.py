@@ -84,6 +84,7 @@ def object_detail(request: HttpRequest, stix_id: str) -> HttpResponse:
         "summary": summary,
         "sightings": sightings[:50],
         "versions": queries.versions(request.user, obj.stix_id)[:100],
+        "holders": queries.holders(request.user, obj.stix_id),
     }
     return render(request, "intel/object_detail.html", context)
 

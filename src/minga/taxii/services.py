@@ -249,7 +249,42 @@ def readable_objects(user: User, collection: Collection) -> QuerySet[StixObject]
     return objects
 
 
-def apply_filters(objects: QuerySet[StixObject], filters: Filters) -> QuerySet[StixObject]:
+def apply_filters(
+    user: User, collection: Collection, objects: QuerySet[StixObject], filters: Filters
+) -> QuerySet[StixObject]:
+    """``objects`` (what ``user`` may read in ``collection``) narrowed by ``filters``. Versions
+    are kept per originating organisation, so the readable collection may hold one id, even one
+    version, from several organisations: ``last`` (``first``) is the newest (oldest) of the
+    organisations' latest (first) versions the caller may read, and each (id, version) is
+    answered once, the caller's own organisation's copy first, else the first stored
+    (``intel.queries.preferred``). The choice is made among readable versions only, before the
+    other filters, so that they narrow the answer and do not change it."""
+    several_origins = collection.organisation is None
+    selection = set(filters.versions) | ({"times"} if filters.version_times else set())
+    if "all" not in filters.versions:
+        wanted = Q(pk__in=[])
+        if "last" in filters.versions:
+            last = Q(is_latest=True)
+            if several_origins:
+                latest = objects.filter(last)
+                last &= ~queries.outranked(user, latest, same=("stix_id",), order="newest")
+            wanted |= last
+        if "first" in filters.versions:
+            older = StixObject.objects.filter(
+                stix_id=OuterRef("stix_id"),
+                origin_organisation=OuterRef("origin_organisation"),
+                modified__lt=OuterRef("modified"),
+            )
+            first = ~Q(Exists(older))
+            if several_origins:
+                firsts = objects.filter(first)
+                first &= ~queries.outranked(user, firsts, same=("stix_id",), order="oldest")
+            wanted |= first
+        for when in filters.version_times:
+            wanted |= Q(modified=when) | Q(modified=UNVERSIONED, date_added=when)
+        objects = objects.filter(wanted)
+    if several_origins and selection not in ({"last"}, {"first"}):
+        objects = queries.preferred(user, objects, same=("stix_id", "modified"))
     if filters.added_after is not None:
         objects = objects.filter(date_added__gt=filters.added_after)
     if filters.ids:
@@ -260,16 +295,6 @@ def apply_filters(objects: QuerySet[StixObject], filters: Filters) -> QuerySet[S
         # Minga stores STIX 2.1 only (2.0 is upgraded on import), so no object has a later
         # spec_version than the one it is stored in: the default needs no filter.
         objects = objects.filter(spec_version__in=filters.spec_versions)
-    if "all" not in filters.versions:
-        wanted = Q(pk__in=[])
-        if "last" in filters.versions:
-            wanted |= Q(is_latest=True)
-        if "first" in filters.versions:
-            older = StixObject.objects.filter(stix_id=OuterRef("stix_id"), modified__lt=OuterRef("modified"))
-            wanted |= Q(~Exists(older))
-        for when in filters.version_times:
-            wanted |= Q(modified=when) | Q(modified=UNVERSIONED, date_added=when)
-        objects = objects.filter(wanted)
     return objects
 
 
@@ -333,7 +358,7 @@ def get_objects(user: User, collection: Collection, filters: Filters, *, stix_id
     objects = readable_objects(user, collection)
     if stix_id:
         objects = _one_object(objects, stix_id)
-    result = page(apply_filters(objects, filters), filters, "tlp", "raw")
+    result = page(apply_filters(user, collection, objects, filters), filters, "tlp", "raw")
     if result.rows:
         levels: dict[str, int] = {}
         for row in result.rows:
@@ -348,14 +373,14 @@ def get_objects(user: User, collection: Collection, filters: Filters, *, stix_id
 
 def get_manifest(user: User, collection: Collection, filters: Filters) -> Page:
     """A page of manifest records: (pk, date_added, stix_id, modified, spec_version)."""
-    objects = apply_filters(readable_objects(user, collection), filters)
+    objects = apply_filters(user, collection, readable_objects(user, collection), filters)
     return page(objects, filters, "stix_id", "modified", "spec_version")
 
 
 def get_versions(user: User, collection: Collection, stix_id: str, filters: Filters) -> Page:
     """A page of the versions of ``stix_id`` that ``user`` may read: (pk, date_added, modified)."""
     objects = _one_object(readable_objects(user, collection), stix_id)
-    return page(apply_filters(objects, filters), filters, "modified")
+    return page(apply_filters(user, collection, objects, filters), filters, "modified")
 
 
 # --- writes --------------------------------------------------------------------------------------
@@ -384,7 +409,7 @@ def add_objects(user: User, collection: Collection, stream: IO[bytes]) -> TaxiiS
     unversioned = {s.stix_id for s in stored if s.modified == UNVERSIONED}
     added = dict(
         queries.visible(user)
-        .filter(stix_id__in=unversioned, modified=UNVERSIONED)
+        .filter(stix_id__in=unversioned, modified=UNVERSIONED, origin_organisation=organisation)
         .values_list("stix_id", "date_added")
         if unversioned
         else []
@@ -430,7 +455,9 @@ def delete_object(user: User, collection: Collection, stix_id: str, filters: Fil
     organisation = collection.organisation
     if organisation is None or not collection.can_write:
         raise TaxiiError(403, _("Not writable"), _("You may not delete objects from this collection."))
-    versions = apply_filters(_one_object(readable_objects(user, collection), stix_id), filters)
+    # An inbox holds its organisation's rows only: other organisations' copies of the id stay.
+    mine = _one_object(readable_objects(user, collection), stix_id)
+    versions = apply_filters(user, collection, mine, filters)
     if not versions.exists():
         raise TaxiiError(404, _("Object not found"), _("No object with this id is open to you here."))
     return intel_services.delete_versions(user, organisation, versions)

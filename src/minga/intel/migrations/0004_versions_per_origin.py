@@ -7,20 +7,21 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('core', '0003_scheduled_job'),
-        ('intel', '0003_taxii_paging_indexes'),
+        ("core", "0003_scheduled_job"),
+        ("intel", "0003_taxii_paging_indexes"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.RemoveConstraint(
-            model_name='stixobject',
-            name='intel_one_row_per_version',
+            model_name="stixobject",
+            name="intel_one_row_per_version",
         ),
         migrations.AddConstraint(
-            model_name='stixobject',
-            constraint=models.UniqueConstraint(fields=('stix_id', 'modified', 'origin_organisation'), name='intel_one_row_per_origin_version'),
+            model_name="stixobject",
+            constraint=models.UniqueConstraint(
+                fields=("stix_id", "modified", "origin_organisation"), name="intel_one_row_per_origin_version"
+            ),
         ),
     ]

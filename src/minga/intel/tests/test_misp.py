@@ -232,11 +232,15 @@ def test_a_search_exports_as_a_misp_event_that_pymisp_loads(
     assert all([t.name for t in a.tags] == ["tlp:amber"] for a in loaded.attributes)
     entry = AuditEntry.objects.get(action="intel.exported")
     assert entry.details["format"] == "misp" and entry.details["skipped"] >= 2  # report, observed-data
-    # And Minga reads its own export back: another team imports it, nothing rejected.
-    other = make_org("csirt-py")
-    again = services.import_file(make_user("pia", other), other, io.BytesIO(exported), TLP.GREEN, fmt="misp")
-    assert again.rejected == 0, again.rejections
-    # The indicators and observables come back as the versions already stored (same ids, same
+    # And Minga reads its own export back: the team imports it again, nothing rejected. The
+    # indicators and observables come back as the versions already stored (same ids, same
     # times); new are the export's report, the observed-data around the observables, and the
     # hash that the export split from its filename|sha256 pair.
+    again = services.import_file(analyst, team, io.BytesIO(exported), TLP.GREEN, fmt="misp")
+    assert again.rejected == 0, again.rejections
     assert (again.duplicates, again.accepted) == (5, 4)
+    # Another team importing it keeps copies of its own: versions are kept per organisation,
+    # and nothing in its result says that the team holds them already.
+    other = make_org("csirt-py")
+    theirs = services.import_file(make_user("pia", other), other, io.BytesIO(exported), TLP.GREEN, fmt="misp")
+    assert (theirs.rejected, theirs.duplicates, theirs.accepted) == (0, 0, 9)
