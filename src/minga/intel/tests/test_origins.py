@@ -73,9 +73,9 @@ def test_a_newer_version_from_another_organisation_does_not_take_the_object_away
     assert [v["origin"] for v in client.get(f"/api/v1/intel/objects/{x['id']}/versions").json()["items"]] == [
         "csirt-a"
     ]
-    assert [c["object"]["id"] for c in client.get(f"/api/v1/intel/objects/{y['id']}/correlations").json()] == [
-        x["id"]
-    ]
+    assert [
+        c["object"]["id"] for c in client.get(f"/api/v1/intel/objects/{y['id']}/correlations").json()
+    ] == [x["id"]]
     page = client.get("/intel/", {"q": x["id"]}).content.decode()
     assert "A&#x27;s" in page and "B&#x27;s" not in page
     assert "B&#x27;s" not in client.get(f"/intel/objects/{x['id']}/").content.decode()
@@ -95,7 +95,10 @@ def test_a_newer_version_from_another_organisation_does_not_take_the_object_away
     assert [o["origin"] for o in _listed(teams.cid, q=x["id"])] == ["csirt-b"]
     assert client.get(f"/api/v1/intel/objects/{x['id']}").json()["object"]["name"] == "B's"
     versions = client.get(f"/api/v1/intel/objects/{x['id']}/versions").json()["items"]
-    assert [(v["origin"], v["modified"][:10]) for v in versions] == [("csirt-b", "2026-02-01"), ("csirt-a", "2026-01-15")]
+    assert [(v["origin"], v["modified"][:10]) for v in versions] == [
+        ("csirt-b", "2026-02-01"),
+        ("csirt-a", "2026-01-15"),
+    ]
     page = client.get(f"/intel/objects/{x['id']}/").content.decode()
     assert "Organisation csirt-a, Organisation csirt-b" in page
     # B's version names another address: the reader's y no longer correlates with x.
