@@ -1,5 +1,6 @@
 """Correlation never reveals an object outside the reader's policy, for any mix of TLP levels,
-originators and recipients: what it lists is exactly the readable others (the object check of
+originators, recipients and copies of one id held by several organisations: what it lists is
+exactly the readable others, one row per id (the object check of
 ``minga.core.access`` decides, independently of the queryset filter that correlation uses)."""
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from minga.core.models import Organisation, User
 from minga.intel import queries, services
 from minga.intel.models import StixObject
 from minga.intel.tests.bundles import indicator, stream
+from minga.intel.tests.test_origins_property import expected_latest
 
 pytestmark = pytest.mark.django_db
 
@@ -28,10 +30,42 @@ shares = st.lists(
         st.integers(0, 2),  # originating organisation
         st.sampled_from(LEVELS),
         st.sets(st.integers(0, 2), max_size=2),  # recipient organisations
+        # A copy of an earlier share's object (its index), as is or as a newer version, or None:
+        # organisations keep their own versions of one id.
+        st.one_of(st.none(), st.tuples(st.integers(0, 4), st.booleans())),
     ),
     min_size=2,
     max_size=6,
 )
+
+NEWER = "2026-02-01T00:00:00.000Z"
+
+
+def _share(cast: dict, shares: list, value: str) -> list[str]:
+    """Import the shares' objects, all carrying ``value``; the ids, in order, repeated for copies."""
+    orgs, users = cast["orgs"], cast["users"]
+    made: list[dict] = []
+    for origin, level, recipients, copy in shares:
+        if copy is not None and copy[0] < len(made):
+            obj = {**made[copy[0]], "modified": NEWER} if copy[1] else made[copy[0]]
+        else:
+            obj = indicator(value, kind="domain-name")
+        services.import_bundle(
+            users[origin], orgs[origin], stream(obj), level, [orgs[r] for r in sorted(recipients)]
+        )
+        made.append(obj)
+    return list(dict.fromkeys(obj["id"] for obj in made))
+
+
+def _expected_others(reader: User, ids: list[str], stix_id: str) -> set[int]:
+    """The other ids' rows the reader is shown: per id, the rule of ``test_origins_property``."""
+    found = set()
+    for other in ids:
+        if other != stix_id:
+            chosen = expected_latest(reader, list(StixObject.objects.filter(stix_id=other)))
+            if chosen is not None:
+                found.add(chosen.pk)
+    return found
 
 
 @pytest.fixture
@@ -44,21 +78,13 @@ def cast(make_org: Callable[..., Organisation], make_user: Callable[..., User]) 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(shares=shares, reader_index=st.integers(0, 3))
 def test_correlations_are_exactly_the_readable_others(cast: dict, shares: list, reader_index: int) -> None:
-    orgs, users = cast["orgs"], cast["users"]
-    value = f"corr-{next(counter)}.prop.example"
-    ids = []
-    for origin, level, recipients in shares:
-        obj = indicator(value, kind="domain-name")
-        services.import_bundle(
-            users[origin], orgs[origin], stream(obj), level, [orgs[r] for r in sorted(recipients)]
-        )
-        ids.append(obj["id"])
-    rows = {row.stix_id: row for row in StixObject.objects.filter(stix_id__in=ids)}
-    reader = users[reader_index]
-    for stix_id in ids:
-        found = {c.obj.stix_id for c in queries.correlations(reader, rows[stix_id])}
-        expected = {other for other in ids if other != stix_id and access.can_read(reader, rows[other])}
-        assert found == expected
+    ids = _share(cast, shares, f"corr-{next(counter)}.prop.example")
+    reader = User.objects.get(pk=cast["users"][reader_index].pk)
+    for row in StixObject.objects.filter(stix_id__in=ids, is_latest=True):
+        found = [c.obj.pk for c in queries.correlations(reader, row)]
+        # One row per other id (never a copy of the object itself), the one the reader is shown.
+        assert len(found) == len({StixObject.objects.get(pk=pk).stix_id for pk in found})
+        assert set(found) == _expected_others(reader, ids, row.stix_id)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -66,22 +92,16 @@ def test_correlations_are_exactly_the_readable_others(cast: dict, shares: list, 
 def test_batch_correlation_agrees_with_the_object_check(cast: dict, shares: list, reader_index: int) -> None:
     """``correlate_many`` (an import's objects at once) answers what ``correlations`` answers
     per object, and says nothing about the asked objects the reader may not see."""
-    orgs, users = cast["orgs"], cast["users"]
-    value = f"batch-{next(counter)}.prop.example"
-    ids = []
-    for origin, level, recipients in shares:
-        obj = indicator(value, kind="domain-name")
-        services.import_bundle(
-            users[origin], orgs[origin], stream(obj), level, [orgs[r] for r in sorted(recipients)]
-        )
-        ids.append(obj["id"])
+    ids = _share(cast, shares, f"batch-{next(counter)}.prop.example")
     rows = {row.pk: row for row in StixObject.objects.filter(stix_id__in=ids)}
-    reader = users[reader_index]
+    reader = User.objects.get(pk=cast["users"][reader_index].pk)
     batch = queries.correlate_many(reader, list(rows))
-    assert set(batch.links) == {pk for pk, row in rows.items() if access.can_read(reader, row)}
+    # Any organisation's latest version the reader may read may be asked about.
+    assert set(batch.links) == {
+        pk for pk, row in rows.items() if row.is_latest and access.can_read(reader, row)
+    }
     for pk, others in batch.links.items():
-        expected = {o for o, row in rows.items() if o != pk and access.can_read(reader, row)}
-        assert set(others) == expected
+        assert set(others) == _expected_others(reader, ids, rows[pk].stix_id)
         assert set(others) == {c.obj.pk for c in queries.correlations(reader, rows[pk])}
     assert batch.correlated == sum(1 for others in batch.links.values() if others)
 
