@@ -61,7 +61,12 @@ class StixObject(SharedObject):
             )
         ]
         indexes = [
-            models.Index(fields=["stix_id", "is_latest"], name="intel_obj_latest"),
+            # An id's latest versions, with what choosing among organisations' copies compares
+            # (intel.queries.outranked), so that the choice reads the index, not the rows.
+            models.Index(
+                fields=["stix_id", "is_latest", "modified", "origin_organisation", "tlp"],
+                name="intel_obj_latest_copies",
+            ),
             models.Index(fields=["type", "is_latest"], name="intel_obj_type"),
             # TAXII pages in (date_added, id) order, the whole store or one type at a time.
             models.Index(fields=["date_added", "id"], name="intel_obj_added_id"),
