@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import socket
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from aiosmtpd.controller import Controller
 from django.test import Client
 from django.utils import translation
 
@@ -86,3 +88,28 @@ def bearer() -> Callable[[User], dict[str, str]]:
         return {"Authorization": f"Bearer {issued.raw}"}
 
     return make
+
+
+@pytest.fixture
+def smtp_server(settings: Any) -> Iterator[list[Any]]:
+    """A real SMTP server (aiosmtpd) on a free loopback port, with Django's SMTP back end pointed
+    at it; yields the envelopes it received."""
+    received: list[Any] = []
+
+    class Handler:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            received.append(envelope)
+            return "250 OK"
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(Handler(), hostname="127.0.0.1", port=port)
+    controller.start()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", port
+    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
+    try:
+        yield received
+    finally:
+        controller.stop()

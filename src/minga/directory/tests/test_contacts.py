@@ -4,13 +4,11 @@ server (aiosmtpd), and the coordinator's view."""
 from __future__ import annotations
 
 import re
-import socket
 from datetime import timedelta
 from email import message_from_bytes
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.test import Client
 from django.utils import timezone
@@ -91,27 +89,6 @@ def test_contacts_are_for_network_members_only(team, make_org, make_user, bearer
     assert page.status_code == 200 and b"duty@csirt.example" not in page.content
     with pytest.raises(PermissionDenied):
         services.save_contact(member, org, **duty())
-
-
-@pytest.fixture
-def smtp_server(settings):
-    received: list = []
-
-    class Handler:
-        async def handle_DATA(self, server, session, envelope):
-            received.append(envelope)
-            return "250 OK"
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    controller = Controller(Handler(), hostname="127.0.0.1", port=port)
-    controller.start()
-    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", port
-    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
-    yield received
-    controller.stop()
 
 
 def test_the_emailed_link_confirms_the_contact(team, smtp_server, settings):

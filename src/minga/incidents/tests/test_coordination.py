@@ -7,7 +7,6 @@ import socket
 from email import message_from_bytes
 
 import pytest
-from aiosmtpd.controller import Controller
 from django.db import transaction
 from django_tasks_db.models import DBTaskResult
 
@@ -17,27 +16,6 @@ from minga.incidents.choices import Channel, DeliveryStatus, ParticipantStatus
 from minga.incidents.models import Notification
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def smtp_server(settings):
-    received: list = []
-
-    class Handler:
-        async def handle_DATA(self, server, session, envelope):
-            received.append(envelope)
-            return "250 OK"
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    controller = Controller(Handler(), hostname="127.0.0.1", port=port)
-    controller.start()
-    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", port
-    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
-    yield received
-    controller.stop()
 
 
 @pytest.fixture
