@@ -37,8 +37,12 @@ def _feed(user: User, name: str) -> Feed:
     return get_object_or_404(services.feeds_visible_to(user).select_related("owner"), name=name)
 
 
+def _as_validation_error(exc: ValidationError | PermissionDenied) -> ValidationError:
+    return exc if isinstance(exc, ValidationError) else ValidationError(str(exc))
+
+
 def _errors(form: Any, exc: ValidationError | PermissionDenied) -> None:
-    attach_service_errors(form, exc if isinstance(exc, ValidationError) else ValidationError(str(exc)))
+    attach_service_errors(form, _as_validation_error(exc))
 
 
 @login_required
@@ -132,7 +136,7 @@ def run_reprocess(request: HttpRequest, uuid: UUID) -> HttpResponse:
     try:
         result = services.reprocess_dead_letters(_user(request), run)
     except (ValidationError, PermissionDenied) as exc:
-        messages.error(request, " ".join(exc.messages if isinstance(exc, ValidationError) else [str(exc)]))
+        messages.error(request, " ".join(_as_validation_error(exc).messages))
     else:
         messages.success(
             request,
@@ -149,7 +153,7 @@ def run_rerun(request: HttpRequest, uuid: UUID) -> HttpResponse:
     try:
         services.rerun(_user(request), run)
     except (ValidationError, PermissionDenied) as exc:
-        messages.error(request, " ".join(exc.messages if isinstance(exc, ValidationError) else [str(exc)]))
+        messages.error(request, " ".join(_as_validation_error(exc).messages))
     else:
         messages.success(request, _("The file is queued for processing again."))
     return redirect("pipeline:run_detail", uuid=run.uuid)
