@@ -95,10 +95,6 @@ class Incident(SharedObject):
     def __str__(self) -> str:
         return f"{self.reference} {self.title}"
 
-    @property
-    def reporting_organisation(self) -> Organisation:
-        return self.origin_organisation
-
 
 class IncidentObservable(models.Model):
     """An IP address, AS number or domain entered on the incident: what the directory resolves
