@@ -27,7 +27,7 @@ import binascii
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 import orjson
 from django.conf import settings
@@ -44,9 +44,6 @@ from minga.intel import queries, stix
 from minga.intel import services as intel_services
 from minga.intel.models import UNVERSIONED, StixObject
 from minga.taxii.models import TaxiiStatus
-
-if TYPE_CHECKING:
-    pass
 
 MEDIA_TAXII = "application/taxii+json;version=2.1"
 MEDIA_STIX = "application/stix+json;version=2.1"
