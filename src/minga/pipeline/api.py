@@ -94,10 +94,6 @@ class FeedIn(FeedChange):
     )
 
 
-def _feed(user: User, name: str) -> Feed:
-    return get_object_or_404(services.feeds_visible_to(user).select_related("owner"), name=name)
-
-
 def _owner(user: User, short_name: str | None) -> Organisation:
     mine = Organisation.objects.filter(memberships__user=user, memberships__is_active=True).distinct()
     if short_name is None:
@@ -127,21 +123,21 @@ def register_feed(request: HttpRequest, payload: FeedIn) -> Status:
 
 @router.get("/feeds/{name}", response=FeedOut)
 def get_feed(request: HttpRequest, name: FeedName) -> Feed:
-    return _feed(_user(request), name)
+    return queries.feed_visible_to(_user(request), name)
 
 
 @router.patch("/feeds/{name}", response=FeedOut)
 def change_feed(request: HttpRequest, name: FeedName, payload: FeedChange) -> Feed:
     """Change a feed's settings (runs already started keep theirs). Audited."""
     user = _user(request)
-    return services.change_feed(user, _feed(user, name), **payload.dict(exclude_none=True))
+    return services.change_feed(user, queries.feed_visible_to(user, name), **payload.dict(exclude_none=True))
 
 
 @router.delete("/feeds/{name}", response={204: None})
 def delete_feed(request: HttpRequest, name: FeedName) -> Status:
     """Delete a feed with its runs, events and dead letters. Audited."""
     user = _user(request)
-    services.delete_feed(user, _feed(user, name))
+    services.delete_feed(user, queries.feed_visible_to(user, name))
     return Status(204, None)
 
 
@@ -208,7 +204,7 @@ def upload(request: HttpRequest, name: FeedName, params: Query[UploadQuery]) -> 
     The answer is the run; follow its status at ``/runs/{id}``. A file that is not lines of text
     at all (UTF-16, binary) makes a failed run that says why."""
     user = _user(request)
-    feed = _feed(user, name)
+    feed = queries.feed_visible_to(user, name)
     if not request.body:
         raise ValidationError({"body": _("The body is empty: send the feed's file.")})
     run = services.start_run(user, feed, [request.body], params.file_name, source="api")
@@ -219,7 +215,7 @@ def upload(request: HttpRequest, name: FeedName, params: Query[UploadQuery]) -> 
 @paginate(Pages)
 def list_runs(request: HttpRequest, name: FeedName) -> Any:
     """The feed's runs, newest first."""
-    return Run.objects.filter(feed=_feed(_user(request), name)).select_related("feed")
+    return Run.objects.filter(feed=queries.feed_visible_to(_user(request), name)).select_related("feed")
 
 
 def _run(user: User, run_id: UUID) -> Run:

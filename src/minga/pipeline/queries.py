@@ -12,14 +12,22 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from django.db.models import Count, Q, QuerySet
+from django.shortcuts import get_object_or_404
 
 from minga.core.models import Organisation
-from minga.pipeline.models import EVENT_FIELDS, Event, EventRecipient
+from minga.pipeline import services
+from minga.pipeline.models import EVENT_FIELDS, Event, EventRecipient, Feed
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AnonymousUser
 
     from minga.core.models import User
+
+
+def feed_visible_to(user: User | AnonymousUser | None, name: str) -> Feed:
+    """The feed called ``name``, with its owner, if ``user`` may read it (a member of its
+    owner, ``services.feeds_visible_to``); 404 otherwise."""
+    return get_object_or_404(services.feeds_visible_to(user).select_related("owner"), name=name)
 
 
 @dataclass

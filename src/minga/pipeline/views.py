@@ -33,10 +33,6 @@ def _user(request: HttpRequest) -> User:
     return request.user  # type: ignore[return-value]
 
 
-def _feed(user: User, name: str) -> Feed:
-    return get_object_or_404(services.feeds_visible_to(user).select_related("owner"), name=name)
-
-
 def _as_validation_error(exc: ValidationError | PermissionDenied) -> ValidationError:
     return exc if isinstance(exc, ValidationError) else ValidationError(str(exc))
 
@@ -72,7 +68,7 @@ def feed_create(request: HttpRequest) -> HttpResponse:
 def feed_detail(request: HttpRequest, name: str) -> HttpResponse:
     """A feed's settings and runs, and the upload of a new file."""
     user = _user(request)
-    feed = _feed(user, name)
+    feed = queries.feed_visible_to(user, name)
     form = UploadForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
         upload = form.cleaned_data["file"]
@@ -105,7 +101,7 @@ def feed_detail(request: HttpRequest, name: str) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def feed_edit(request: HttpRequest, name: str) -> HttpResponse:
     user = _user(request)
-    feed = _feed(user, name)
+    feed = queries.feed_visible_to(user, name)
     form = FeedForm(user, request.POST or None, instance=Feed.objects.get(pk=feed.pk))
     if request.method == "POST" and form.is_valid():
         try:
