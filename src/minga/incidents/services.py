@@ -162,6 +162,11 @@ def allocate_reference(now: datetime | None = None) -> str:
 # --- helpers ---------------------------------------------------------------------------------
 
 
+def _author(actor: Actor) -> User | None:
+    """The user to name as author of a row: ``None`` for the system or an anonymous caller."""
+    return actor if actor is not None and actor.is_authenticated else None  # type: ignore[return-value]
+
+
 def _timeline(
     incident: Incident,
     kind: str,
@@ -170,7 +175,7 @@ def _timeline(
     details: dict[str, Any] | None = None,
     organisation: Organisation | None = None,
 ) -> TimelineEntry:
-    user = actor if actor is not None and actor.is_authenticated else None
+    user = _author(actor)
     return TimelineEntry.objects.create(
         incident=incident,
         kind=kind,
@@ -285,7 +290,7 @@ def open_incident(
         pap=pap,
         origin_organisation=organisation,
         coordinating_organisation=coordinator,
-        created_by=actor if actor is not None and actor.is_authenticated else None,
+        created_by=_author(actor),
     )
     incident.affected_states.set(list(affected_states))
     incident.affected_sectors.set(list(affected_sectors))
@@ -788,7 +793,7 @@ def add_task(
         title=title,
         organisation=organisation,
         due_at=due_at,
-        created_by=actor if actor is not None and actor.is_authenticated else None,
+        created_by=_author(actor),
     )
     notify(incident, organisation, "task_assigned", email=False)
     shown = {"task": task.pk, "title": title, "organisation": organisation.short_name, "due_at": due_at}
@@ -840,7 +845,7 @@ def link_object(actor: Actor, incident: Incident, stix_id: str) -> IncidentLink:
     link, created = IncidentLink.objects.get_or_create(
         incident=incident,
         stix_id=stix_id,
-        defaults={"added_by": actor if actor is not None and actor.is_authenticated else None},
+        defaults={"added_by": _author(actor)},
     )
     if created:
         _timeline(incident, TimelineKind.LINK, actor, details={"linked": stix_id})
@@ -878,7 +883,7 @@ def link_events(actor: Actor, incident: Incident, event_ids: Sequence[int]) -> l
     _require_contributor(actor, incident)
     ids = list(_readable_events(actor, event_ids).values_list("pk", flat=True))
     have = set(incident.event_links.values_list("event_id", flat=True))
-    user = actor if actor is not None and actor.is_authenticated else None
+    user = _author(actor)
     created = IncidentEvent.objects.bulk_create(
         [IncidentEvent(incident=incident, event_id=i, added_by=user) for i in sorted(set(ids) - have)]
     )
