@@ -159,10 +159,12 @@ def _day(value: Any) -> datetime | None:
     return timezone.make_aware(datetime.combine(value, time.min)) if value else None
 
 
-def _criteria(user: User, form: EventFilterForm) -> queries.EventFilter:
-    data = form.cleaned_data if form.is_valid() else {}
+def _criteria(form: EventFilterForm) -> queries.EventFilter:
+    data: dict[str, Any] = {}
     if form.is_bound and not form.is_valid():  # ignore what is not valid, keep the rest
         data = {k: v for k, v in form.cleaned_data.items() if k not in form.errors}
+    elif form.is_bound:
+        data = form.cleaned_data
     organisation = None
     if data.get("organisation"):
         organisation = Organisation.objects.filter(short_name=data["organisation"]).first()
@@ -185,7 +187,7 @@ def event_list(request: HttpRequest) -> HttpResponse:
     """The events the user may read, newest first, with filters and counts by type."""
     user = _user(request)
     form = EventFilterForm(request.GET or None)
-    events = queries.events_visible_to(user, _criteria(user, form))
+    events = queries.events_visible_to(user, _criteria(form))
     counts = queries.counts(events)
     paginator = Paginator(events, EVENTS_PER_PAGE)
     # Counted once, with the types, rather than a second time by the paginator.
@@ -204,7 +206,7 @@ def event_export(request: HttpRequest, fmt: str) -> HttpResponse:
         raise Http404
     user = _user(request)
     form = EventFilterForm(request.GET or None)
-    events = queries.events_visible_to(user, _criteria(user, form))
+    events = queries.events_visible_to(user, _criteria(form))
     document = services.export_events(user, events, fmt=fmt, scope=request.META.get("QUERY_STRING", ""))
     response = HttpResponse(
         document, content_type="text/csv; charset=utf-8" if fmt == "csv" else "application/json"
