@@ -210,9 +210,14 @@ def collection(request: HttpRequest, user: User, media_type: str, collection_id:
     return respond(services.get_collection(user, collection_id).as_resource(), media_type)
 
 
+def _head(page: services.Page) -> dict[str, Any]:
+    """The paging members every page of objects, manifest records or versions starts with."""
+    return {"more": page.more, "next": page.next} if page.more else {"more": page.more}
+
+
 def _envelope(page: services.Page, media_type: str) -> HttpResponse:
     # Written as text: the objects are stored as JSON already (see services.emitted_json).
-    head = orjson.dumps({"more": page.more, "next": page.next} if page.more else {"more": page.more})
+    head = orjson.dumps(_head(page))
     if page.rows:
         objects = ",".join(services.emitted_json(raw, tlp) for _pk, _added, tlp, raw in page.rows)
         body = head[:-1] + b',"objects":[' + objects.encode() + b"]}"
@@ -254,9 +259,7 @@ def versions(
     found = services.get_collection(user, collection_id)
     filters = services.parse_filters(request.GET, default_version="all")
     page = services.get_versions(user, found, object_id, filters)
-    body: dict[str, Any] = {"more": page.more}
-    if page.more:
-        body["next"] = page.next
+    body = _head(page)
     if page.rows:
         body["versions"] = [
             services.timestamp(services.version_of(modified, added)) for _pk, added, modified in page.rows
@@ -268,9 +271,7 @@ def versions(
 def manifest(request: HttpRequest, user: User, media_type: str, collection_id: str) -> HttpResponse:
     found = services.get_collection(user, collection_id)
     page = services.get_manifest(user, found, services.parse_filters(request.GET))
-    body: dict[str, Any] = {"more": page.more}
-    if page.more:
-        body["next"] = page.next
+    body = _head(page)
     if page.rows:
         body["objects"] = [
             {
