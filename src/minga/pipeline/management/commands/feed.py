@@ -3,11 +3,12 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db.models import Count
 
 from minga.core.models import Organisation
 from minga.pipeline import services
 from minga.pipeline.choices import TAXONOMY_OF, Encoding, FeedFormat
-from minga.pipeline.models import EVENT_FIELDS, FEED_TLPS, Feed, Run
+from minga.pipeline.models import COUNTS, EVENT_FIELDS, FEED_TLPS, Feed, Run
 
 
 def _pairs(values: list[str], option: str) -> dict[str, Any]:
@@ -133,21 +134,18 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"feed {feed.name} changed"))
 
     def _list(self, options: dict[str, Any]) -> None:
-        for feed in Feed.objects.select_related("owner").order_by("name"):
+        for feed in Feed.objects.select_related("owner").annotate(run_count=Count("runs")).order_by("name"):
             state = "active" if feed.is_active else "inactive"
             self.stdout.write(
                 f"{feed.name}\t{feed.owner.short_name}\t{feed.format}\t{feed.default_tlp}\t{state}\t"
-                f"{feed.runs.count()} runs"
+                f"{feed.run_count} runs"
             )
 
     def _show(self, options: dict[str, Any]) -> None:
         feed = self._feed(options["name"])
         runs = [
             {"id": str(r.uuid), "file": r.file_name, "status": r.status, "created": r.created_at.isoformat()}
-            | {
-                name: getattr(r, name)
-                for name in ("read", "parsed", "invalid", "duplicates", "routed", "unrouted")
-            }
+            | {name: getattr(r, name) for name in COUNTS}
             for r in feed.runs.order_by("-created_at")[:10]
         ]
         document = {"name": feed.name, "owner": feed.owner.short_name, **feed.options(), "runs": runs}
