@@ -7,7 +7,6 @@ only from an incident that passed the access policy, and the linked objects pass
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -15,6 +14,7 @@ import orjson
 from minga.core.models import Organisation
 from minga.incidents.choices import READING_STATUSES
 from minga.incidents.models import Incident
+from minga.intel.convert import timestamp
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AnonymousUser
@@ -26,10 +26,6 @@ EXTENSION_ID = "extension-definition--3c1f0e9a-6b2d-4e57-8a41-9d0c2b7e5f13"
 MINGA_IDENTITY_ID = f"identity--{uuid.uuid5(NAMESPACE, 'minga')}"
 EXTENSION_CREATED = "2026-11-29T00:00:00.000Z"
 MAX_LINKED = 1000
-
-
-def timestamp(value: datetime) -> str:
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
 def identity_id(organisation: Organisation) -> str:
