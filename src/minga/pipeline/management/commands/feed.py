@@ -114,6 +114,13 @@ class Command(BaseCommand):
             raise CommandError(f"No feed is called {name!r}.")
         return feed
 
+    def _run(self, text: str) -> Run:
+        run_id = _uuid(text)
+        run = Run.objects.select_related("feed__owner").filter(uuid=run_id).first() if run_id else None
+        if run is None:
+            raise CommandError(f"No run has the id {text!r}.")
+        return run
+
     def _add(self, options: dict[str, Any]) -> None:
         try:
             feed = services.register_feed(
@@ -153,10 +160,7 @@ class Command(BaseCommand):
         self.stdout.write(json.dumps(document, indent=2, ensure_ascii=False))
 
     def _reprocess(self, options: dict[str, Any]) -> None:
-        run_id = _uuid(options["run"])
-        run = Run.objects.select_related("feed__owner").filter(uuid=run_id).first() if run_id else None
-        if run is None:
-            raise CommandError(f"No run has the id {options['run']!r}.")
+        run = self._run(options["run"])
         try:
             result = services.reprocess_dead_letters(None, run)
         except ValidationError as exc:
@@ -164,10 +168,7 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(", ".join(f"{k} {v}" for k, v in result.items())))
 
     def _rerun(self, options: dict[str, Any]) -> None:
-        run_id = _uuid(options["run"])
-        run = Run.objects.select_related("feed__owner").filter(uuid=run_id).first() if run_id else None
-        if run is None:
-            raise CommandError(f"No run has the id {options['run']!r}.")
+        run = self._run(options["run"])
         try:
             run = services.rerun(None, run, queue=options["queue"])
         except ValidationError as exc:
