@@ -111,11 +111,15 @@ def participating_ids(incident: Incident) -> set[int]:
 
 
 def may_contribute(actor: Actor, incident: Incident) -> bool:
-    if actor is None or may_coordinate(actor, incident):
+    # The coordinators, and the participants that read: one policy check, one membership query.
+    if actor is None:
         return True
     if not access.can_read(actor, incident):
         return False
-    return bool(working_organisation_ids(actor) & participating_ids(incident))
+    own = working_organisation_ids(actor)
+    if own & {incident.origin_organisation_id, incident.coordinating_organisation_id}:
+        return True
+    return bool(own & participating_ids(incident))
 
 
 def _require_coordinator(actor: Actor, incident: Incident) -> None:
