@@ -604,6 +604,11 @@ def delete_versions(
 FORMATS = ("stix", "misp", "csv")
 
 
+def _unknown_format(fmt: str) -> ValidationError:
+    """The error for a ``fmt`` that is not one of ``FORMATS`` (imports, uploads, exports)."""
+    return ValidationError({"format": _("Unknown format %(value)s.") % {"value": str(fmt)[:20]}})
+
+
 def import_file(
     actor: User | AnonymousUser | None,
     organisation: Organisation,
@@ -624,7 +629,7 @@ def import_file(
     if fmt == "stix":
         return import_bundle(actor, organisation, stream, tlp, recipients, progress=progress, source=source)
     if fmt not in FORMATS:
-        raise ValidationError({"format": _("Unknown format %(value)s.") % {"value": str(fmt)[:20]}})
+        raise _unknown_format(fmt)
     recipients = list(dict.fromkeys(recipients))
     _check_import(actor, organisation, tlp, recipients)
     items: Iterable[tuple[int, Any]]
@@ -681,7 +686,7 @@ def export_objects(
         table = csvio.indicators_csv(rows)
         document, details["indicators"], details["skipped"] = table.document, table.indicators, table.skipped
     else:
-        raise ValidationError({"format": _("Unknown format %(value)s.") % {"value": str(fmt)[:20]}})
+        raise _unknown_format(fmt)
     details["tlp"] = sorted({row.tlp for row in rows}, key=stix.TLP_ORDER.index)
     audit.record("intel.exported", actor=actor, details=details)
     return document.encode()
@@ -713,7 +718,7 @@ def queue_import(
     recipients = list(dict.fromkeys(recipients))
     _check_import(actor, organisation, tlp, recipients)
     if fmt not in FORMATS:
-        raise ValidationError({"format": _("Unknown format %(value)s.") % {"value": str(fmt)[:20]}})
+        raise _unknown_format(fmt)
     if fmt == "csv":
         from minga.intel import csvio
 
