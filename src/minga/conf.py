@@ -47,6 +47,12 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("MINGA_NODE_NAME", "Minga node", "Name of this node, shown in the UI and the API."),
     Setting(
+        "MINGA_NODE_ID",
+        "minga-node",
+        "This node's short, network-wide unique name (letters, digits, hyphens): the provenance "
+        "that federation puts on what the node shares, and the name its peers register it under.",
+    ),
+    Setting(
         "MINGA_EMAIL_URL",
         "console:",
         "Outgoing e-mail: `smtp://user:password@host:587/?tls=True`, `smtp+ssl://...`, "
@@ -84,6 +90,12 @@ SETTINGS: tuple[Setting, ...] = (
         "104857600",
         "Largest envelope the TAXII server accepts in one POST (its API root's max_content_length); "
         "larger ones get 413. Applies under /taxii2/ instead of MINGA_MAX_REQUEST_BYTES.",
+    ),
+    Setting(
+        "MINGA_EVIDENCE_MAX_BYTES",
+        "536870912",
+        "Largest evidence file the register stores (`minga evidence add`); uploads through the "
+        "web and the API are held to MINGA_MAX_REQUEST_BYTES as well. Larger files are refused.",
     ),
     Setting("MINGA_TOKEN_DEFAULT_DAYS", "90", "Lifetime of a new API token when none is given."),
     Setting(
