@@ -116,7 +116,10 @@ class FeedForm(forms.ModelForm):
 class UploadForm(forms.Form):
     file = forms.FileField(
         label=_("File"),
-        help_text=_("A file of the feed (CSV or JSON lines). Larger files: minga ingest FILE --feed NAME."),
+        help_text=_(
+            "A file in the feed's format (CSV, JSON lines, IntelMQ events, a STIX 2.1 bundle or a MISP "
+            "event). Larger files: minga ingest FILE --feed NAME."
+        ),
     )
 
     def clean_file(self) -> Any:

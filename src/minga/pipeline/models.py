@@ -109,6 +109,7 @@ class Feed(models.Model):
             "taxonomy_mapping": dict(self.taxonomy_mapping),
             "dedup_window": self.dedup_window,
             "dedup_fields": list(self.dedup_fields),
+            "default_tlp": self.default_tlp,  # records marked stricter are not its events
         }
 
 
@@ -121,6 +122,9 @@ class Run(models.Model):
     source = models.CharField(_("source"), max_length=10, choices=RunSource.choices)
     file_name = models.CharField(_("file"), max_length=200)
     path = models.CharField(max_length=500)
+    # The records of a STIX bundle, a MISP feed or an IntelMQ JSON array, one JSON object a line,
+    # written from the kept file (``path``) before the split: the chunks read these lines.
+    lines_path = models.CharField(max_length=500, blank=True)
     file_size = models.PositiveBigIntegerField(default=0)
     sha256 = models.CharField(max_length=64, blank=True)
     options = models.JSONField(default=dict)

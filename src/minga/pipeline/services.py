@@ -25,8 +25,8 @@ from minga.core import audit
 from minga.core.choices import Role
 from minga.core.models import Membership, Organisation, User
 from minga.core.spreadsheet import neutralise
-from minga.pipeline import processing
-from minga.pipeline.choices import TAXONOMY_OF, FeedFormat, RunSource, RunStatus
+from minga.pipeline import formats, processing
+from minga.pipeline.choices import DOCUMENT_FORMATS, TAXONOMY_OF, FeedFormat, RunSource, RunStatus
 from minga.pipeline.models import COUNTS, EVENT_FIELDS, FEED_TLPS, Chunk, DeadLetter, Event, Feed, Run
 
 if TYPE_CHECKING:
@@ -53,6 +53,7 @@ FEED_FIELDS = (
     "is_active",
 )
 MAPPABLE = (*EVENT_FIELDS, "classification")
+DOCUMENT_DEDUP_FIELDS = ("source_ip", "source_port", "source_fqdn", "source_url", "classification_type")
 MAX_EXPORT = 100_000  # events per export; narrow the filters for more
 GIVE_UP_AFTER_FAILURES = 6  # failed attempts of one chunk before its run is marked failed
 
@@ -144,6 +145,9 @@ def register_feed(actor: User | AnonymousUser | None, owner: Organisation, **fie
     unknown = set(fields) - set(FEED_FIELDS)
     if unknown:
         raise ValidationError({name: _("Unknown field.") for name in sorted(unknown)})
+    if fields.get("format") in DOCUMENT_FORMATS and "dedup_fields" not in fields:
+        # Indicators name a domain or a URL as often as an address: all three in the key.
+        fields["dedup_fields"] = list(DOCUMENT_DEDUP_FIELDS)
     feed = Feed(owner=owner, **fields)
     _validate(feed)
     with transaction.atomic():
@@ -183,7 +187,7 @@ def delete_feed(actor: User | AnonymousUser | None, feed: Feed) -> None:
     """Delete a feed with its runs, events and dead letters, and the runs' files. Audited
     (``pipeline.feed_deleted``, with how many events went)."""
     _check_manage(actor, feed.owner_id)
-    paths = [Path(p) for p in feed.runs.values_list("path", flat=True)]
+    paths = [Path(p) for pair in feed.runs.values_list("path", "lines_path") for p in pair if p]
     with transaction.atomic():
         events = Event.objects.filter(feed=feed).count()
         audit.record(
@@ -272,7 +276,7 @@ def _split(run: Run, chunk_lines: int) -> processing.Split:
     """Split the run's file with its options; a file that cannot be read marks the run failed,
     an empty one done."""
     try:
-        split = processing.split_file(Path(run.path), run.options, chunk_lines)
+        split = processing.split_file(_lines_file(run), run.options, chunk_lines)
         run.header = split.header
         processing.Chain(run.options, split.header, timezone.now())  # the mapping fits the header
     except ValueError as exc:
@@ -282,6 +286,24 @@ def _split(run: Run, chunk_lines: int) -> processing.Split:
         run.status, run.finished_at = RunStatus.DONE, timezone.now()
     run.chunk_count = len(split.ranges)
     return split
+
+
+def _lines_file(run: Run) -> Path:
+    """The file the chunks read: the kept file, or for a document (a STIX bundle, a MISP feed,
+    an IntelMQ JSON array) its records written out as JSON lines next to it. Raises
+    ``ValueError`` with a message when the document is not of the feed's format."""
+    if run.lines_path:
+        Path(run.lines_path).unlink(missing_ok=True)
+        run.lines_path = ""
+    raw = Path(run.path)
+    if not formats.needs_preparing(run.options["format"], raw):
+        return raw
+    target = raw.with_suffix(".lines")
+    run.lines_path = str(target)
+    run.options["encoding"] = "utf-8"  # JSON documents are UTF-8, and so are the lines written
+    prepared = formats.prepare(run.options["format"], raw, target)
+    run.message = prepared.note()
+    return target
 
 
 def _create_chunks(run: Run, split: processing.Split) -> list[Chunk]:
