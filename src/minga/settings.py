@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "minga.taxii",
     "minga.pipeline",
     "minga.incidents",
+    "minga.assistance",
 ]
 
 MIDDLEWARE = [

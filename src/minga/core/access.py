@@ -167,3 +167,35 @@ def users_visible_to(user: User) -> QuerySet[User]:
     return User.objects.filter(
         memberships__organisation_id__in=organisation_ids, memberships__is_active=True
     ).distinct()
+
+# --- exchanges between named organisations ---------------------------------------------------
+# Some objects carry no TLP: they are exchanged between parties named on the object (an
+# assistance request's requesting and requested organisations). Their content is for those
+# parties' active members only; the network's coordinators may see that they exist.
+
+
+def party_filter(user: User | AnonymousUser | None, *fields: str) -> Q:
+    """The ``Q`` that admits the rows one of whose ``fields`` (foreign keys to an organisation)
+    names an organisation in which ``user`` has an active membership; nothing for anyone else."""
+    reader = reader_for(user)
+    if not reader.organisation_ids or not fields:
+        return Q(pk__in=[])
+    admitted = Q()
+    for field in fields:
+        admitted |= Q(**{f"{field}_id__in": reader.organisation_ids})
+    return admitted
+
+
+def is_party(user: User | AnonymousUser | None, obj: Model, *fields: str) -> bool:
+    """The object check of ``party_filter``: does one of ``fields`` name an organisation of ``user``?"""
+    organisation_ids = reader_for(user).organisation_ids
+    return any(getattr(obj, f"{field}_id") in organisation_ids for field in fields)
+
+
+def is_network_coordinator(user: User | AnonymousUser | None) -> bool:
+    """The network's coordinators (the secretariat) are the node admins. They see that exchanges
+    between parties happen, and their timings (metadata), never their content."""
+    if user is None or not user.is_authenticated or not user.is_active:
+        return False
+    return bool(user.is_node_admin)  # type: ignore[union-attr]
+

@@ -1,0 +1,27 @@
+"""Template filters of the assistance pages: deadline clocks and compliance shares."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django import template
+
+from minga.assistance import queries
+
+register = template.Library()
+
+
+@register.filter
+def duration(value: float | timedelta | None) -> str:
+    """Seconds or a timedelta as a short clock: 3d 4h, 2h 05m, -12m (overdue)."""
+    return queries.duration_text(value)
+
+
+@register.filter
+def overdue(value: timedelta | None) -> bool:
+    return value is not None and value.total_seconds() < 0
+
+
+@register.filter
+def percent(value: float | None) -> str:
+    return "—" if value is None else f"{round(value * 100)} %"
