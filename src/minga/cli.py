@@ -18,6 +18,7 @@ COMMANDS = {
     "intel": ("intel", "import STIX bundles, MISP events or CSV indicators into the intelligence store"),
     "feed": ("feed", "register, change, list and show feeds; re-process dead letters; purge expired events"),
     "ingest": ("ingest", "ingest a file of a feed (processed here with a progress bar, or queued)"),
+    "evidence": ("evidence", "register, list and verify evidence (files hashed again, custody checked)"),
 }
 
 USAGE = (

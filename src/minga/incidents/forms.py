@@ -13,7 +13,7 @@ from minga.core.forms import ModelChoiceField, ModelMultipleChoiceField
 from minga.core.models import Organisation, User
 from minga.directory.models import MemberState, Sector
 from minga.incidents import services
-from minga.incidents.choices import PAP, EventType, IncidentStatus, Severity, TaskStatus
+from minga.incidents.choices import PAP, RECORDED_BY_HAND, EventType, IncidentStatus, Severity, TaskStatus
 
 SHORT_NAMES_HELP = _("Short names, separated by commas or spaces.")
 
@@ -205,3 +205,55 @@ class MergeForm(forms.Form):
         label=_("Merge into (reference)"), max_length=20, regex=r"^MNG-\d{4}-\d{6,9}$"
     )
     reason = forms.CharField(label=_("Reason"), required=False, max_length=services.MAX_TEXT)
+
+
+class EvidenceForm(forms.Form):
+    file = forms.FileField(label=_("File"), allow_empty_file=True)
+    title = forms.CharField(label=_("Title"), max_length=200)
+    description = forms.CharField(
+        label=_("Description"),
+        required=False,
+        max_length=services.MAX_TEXT,
+        widget=forms.Textarea(attrs={"rows": 3}),
+    )
+    acquired_at = forms.DateTimeField(
+        label=_("Acquired (UTC)"),
+        required=False,
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+    )
+    acquired_by = forms.CharField(label=_("Acquired by"), required=False, max_length=200)
+    source = forms.CharField(
+        label=_("Source"),
+        required=False,
+        max_length=500,
+        help_text=_("Where it comes from: a host, a device, a person."),
+    )
+    custodian = OrganisationNameField(
+        label=_("Held by (organisation)"),
+        required=False,
+        help_text=_("Its short name; empty: your organisation."),
+    )
+    custodian_person = forms.CharField(
+        label=_("Held by (person)"), required=False, max_length=200, help_text=_("Empty: you.")
+    )
+    reason = forms.CharField(label=_("Why it is registered"), required=False, max_length=services.MAX_TEXT)
+
+    def __init__(self, user: User, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["custodian"].user = user  # type: ignore[attr-defined]
+
+
+class CustodyForm(forms.Form):
+    action = forms.ChoiceField(
+        label=_("What happened"),
+        choices=[(a.value, a.label) for a in RECORDED_BY_HAND],
+    )
+    to_organisation = OrganisationNameField(
+        label=_("To (organisation)"), required=False, help_text=_("For a transfer or a return.")
+    )
+    to_person = forms.CharField(label=_("To (person)"), required=False, max_length=200)
+    reason = forms.CharField(label=_("Why"), max_length=services.MAX_TEXT)
+
+    def __init__(self, user: User, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["to_organisation"].user = user  # type: ignore[attr-defined]

@@ -21,4 +21,15 @@ urlpatterns = [
     path("<str:reference>/events/", views.incident_events, name="events"),
     path("<str:reference>/merge/", views.incident_merge, name="merge"),
     path("<str:reference>/stix.json", views.incident_stix, name="stix"),
+    path("<str:reference>/evidence/new/", views.evidence_create, name="evidence_create"),
+    path("<str:reference>/evidence/<int:evidence_id>/", views.evidence_detail, name="evidence"),
+    path(
+        "<str:reference>/evidence/<int:evidence_id>/custody/", views.evidence_custody, name="evidence_custody"
+    ),
+    path("<str:reference>/evidence/<int:evidence_id>/verify/", views.evidence_verify, name="evidence_verify"),
+    path(
+        "<str:reference>/evidence/<int:evidence_id>/download/",
+        views.evidence_download,
+        name="evidence_download",
+    ),
 ]

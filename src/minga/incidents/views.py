@@ -8,11 +8,13 @@ from datetime import UTC, datetime, time
 from typing import Any
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
@@ -25,7 +27,9 @@ from minga.incidents.forms import (
     AnswerForm,
     BoardFilterForm,
     CommentForm,
+    CustodyForm,
     EventsForm,
+    EvidenceForm,
     IncidentForm,
     LinkForm,
     MergeForm,
@@ -187,6 +191,7 @@ def incident_detail(request: HttpRequest, reference: str) -> HttpResponse:
         "affected_organisations": incident.affected_organisations.all(),
         "may_coordinate": services.may_coordinate(user, incident),
         "may_contribute": services.may_contribute(user, incident),
+        "evidence": (queries.evidence_of(incident) if services.may_handle_evidence(user, incident) else None),
         "status_form": StatusForm(),
         "next_statuses": [
             (s, IncidentStatus(s).label) for s in IncidentStatus.values if s in TRANSITIONS[incident.status]
@@ -402,3 +407,141 @@ def incident_stix(request: HttpRequest, reference: str) -> HttpResponse:
     )
     response["Content-Disposition"] = f'attachment; filename="{incident.reference}.json"'
     return response
+
+
+# --- evidence --------------------------------------------------------------------------------
+#
+# Every evidence page starts from ``queries.evidence_incident_or_404``: who does not take part
+# in the incident gets 404, for the register form as for an item.
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def evidence_create(request: HttpRequest, reference: str) -> HttpResponse:
+    user = _user(request)
+    incident = queries.evidence_incident_or_404(user, reference[:20])
+    form = EvidenceForm(user, request.POST or None, request.FILES or None)
+    status = 200
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        upload = data["file"]
+        try:
+            evidence = services.register_evidence(
+                user,
+                incident,
+                chunks=upload.chunks(),
+                file_name=upload.name or "",
+                media_type=upload.content_type or "",
+                title=data["title"],
+                description=data["description"],
+                acquired_at=data["acquired_at"],
+                acquired_by=data["acquired_by"],
+                source=data["source"],
+                custodian_organisation=data["custodian"],
+                custodian_person=data["custodian_person"] or None,
+                reason=data["reason"],
+                limit=settings.MINGA_MAX_REQUEST_BYTES,
+            )
+        except services.EvidenceTooLarge as exc:
+            attach_service_errors(form, exc)
+            status = 413
+        except (ValidationError, PermissionDenied) as exc:
+            attach_service_errors(
+                form, exc if isinstance(exc, ValidationError) else ValidationError(str(exc))
+            )
+        else:
+            messages.success(request, _("Evidence registered: SHA-256 %(sha)s.") % {"sha": evidence.sha256})
+            return redirect("incidents:evidence", reference=incident.reference, evidence_id=evidence.pk)
+    elif request.method == "POST":
+        status = 400
+    context = {
+        "incident": incident,
+        "form": form,
+        "max_bytes": min(services.evidence_limit(), settings.MINGA_MAX_REQUEST_BYTES),
+    }
+    return render(request, "incidents/evidence_form.html", context, status=status)
+
+
+@login_required
+def evidence_detail(request: HttpRequest, reference: str, evidence_id: int) -> HttpResponse:
+    user = _user(request)
+    incident = queries.evidence_incident_or_404(user, reference[:20])
+    evidence = queries.evidence_or_404(incident, evidence_id)
+    context = {
+        "incident": incident,
+        "evidence": evidence,
+        "custody": queries.custody_log(evidence),
+        "custody_form": CustodyForm(user),
+        "may_record": services.may_coordinate(user, incident)
+        or evidence.custodian_organisation_id in services.working_organisation_ids(user),
+    }
+    return render(request, "incidents/evidence_detail.html", context)
+
+
+@login_required
+@require_POST
+def evidence_custody(request: HttpRequest, reference: str, evidence_id: int) -> HttpResponse:
+    user = _user(request)
+    incident = queries.evidence_incident_or_404(user, reference[:20])
+    evidence = queries.evidence_or_404(incident, evidence_id)
+    form = CustodyForm(user, request.POST)
+    if not form.is_valid():
+        messages.error(request, _form_errors(form) or _("The form is not valid."))
+    else:
+        data = form.cleaned_data
+        try:
+            services.record_custody(
+                user,
+                evidence,
+                data["action"],
+                reason=data["reason"],
+                to_organisation=data["to_organisation"],
+                to_person=data["to_person"],
+            )
+        except (ValidationError, PermissionDenied) as exc:
+            messages.error(request, _messages_of(exc))
+        else:
+            messages.success(request, _("Custody recorded."))
+    return redirect("incidents:evidence", reference=incident.reference, evidence_id=evidence.pk)
+
+
+@login_required
+@require_POST
+def evidence_verify(request: HttpRequest, reference: str, evidence_id: int) -> HttpResponse:
+    user = _user(request)
+    incident = queries.evidence_incident_or_404(user, reference[:20])
+    evidence = queries.evidence_or_404(incident, evidence_id)
+    try:
+        check = services.verify_evidence(user, evidence)
+    except (ValidationError, PermissionDenied) as exc:
+        messages.error(request, _messages_of(exc))
+    else:
+        if check.ok:
+            messages.success(request, _("The stored file matches its SHA-256."))
+        elif not check.found:
+            messages.error(request, _("The stored file is missing. Tell the node's operator."))
+        else:
+            messages.error(
+                request,
+                _(
+                    "The stored file does not match its SHA-256: it hashes to %(sha)s. "
+                    "Tell the node's operator."
+                )
+                % {"sha": check.sha256},
+            )
+    return redirect("incidents:evidence", reference=incident.reference, evidence_id=evidence.pk)
+
+
+@login_required
+def evidence_download(request: HttpRequest, reference: str, evidence_id: int) -> HttpResponseBase:
+    from minga.incidents.api import evidence_response
+
+    user = _user(request)
+    incident = queries.evidence_incident_or_404(user, reference[:20])
+    evidence = queries.evidence_or_404(incident, evidence_id)
+    try:
+        handle = services.open_evidence(user, evidence)
+    except (ValidationError, PermissionDenied) as exc:
+        messages.error(request, _messages_of(exc))
+        return redirect("incidents:evidence", reference=incident.reference, evidence_id=evidence.pk)
+    return evidence_response(handle, evidence)
