@@ -2,7 +2,7 @@
 policy (``queries``); every change goes through ``services``."""
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -23,7 +23,6 @@ from minga.directory.models import MemberState, Sector
 from minga.incidents import queries, services
 from minga.incidents.choices import (
     PAP,
-    RECORDED_BY_HAND,
     CustodyAction,
     EventType,
     EvidenceStatus,
@@ -701,7 +700,7 @@ class EvidenceIn(Schema):
 
 
 class CustodyIn(StrictInput):
-    action: Annotated[str, Field(description="transferred, returned, sealed or disposed")]
+    action: Literal["transferred", "returned", "sealed", "disposed"]
     reason: str = Field(..., min_length=1, max_length=services.MAX_TEXT)
     to_organisation: ShortNameText | None = Field(None, description="For a transfer or a return")
     to_person: str = Field("", max_length=200)
@@ -774,10 +773,6 @@ def record_custody(
     """Record a transfer or a return (to an organisation and a person), a seal or the disposal,
     saying why (the coordinators or the organisation that holds the item)."""
     evidence = _evidence(request, reference, evidence_id)
-    if payload.action not in RECORDED_BY_HAND:
-        raise ValidationError(
-            {"action": _("Give one of: %(names)s.") % {"names": ", ".join(RECORDED_BY_HAND)}}
-        )
     to = (
         _organisation(request, payload.to_organisation, "to_organisation")
         if payload.to_organisation

@@ -21,7 +21,7 @@ import mimetypes
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from django.conf import settings
@@ -1265,6 +1265,8 @@ def register_evidence(
     custodian = custodian_organisation or _actor_organisation(actor, incident)
     if custodian is None:
         custodian = incident.coordinating_organisation
+    if acquired_at is not None and timezone.is_naive(acquired_at):
+        acquired_at = timezone.make_aware(acquired_at, UTC)  # the API says: UTC unless told
     name = _file_name(file_name)
     kind = _media_type(media_type, name)
     most = evidence_limit() if limit is None else min(limit, evidence_limit())
@@ -1494,8 +1496,9 @@ def _check_custody(evidence: Evidence, events: Sequence[CustodyEvent]) -> list[s
             holder = details.get("to")
         if event.action == CustodyAction.DISPOSED:
             disposed = True
-    expected = _custodian(evidence.custodian_organisation, evidence.custodian_person)
-    if holder != expected:
+    # By the organisation's id, not its short name: an organisation may be renamed.
+    held = (holder or {}).get("organisation_id"), (holder or {}).get("person")
+    if held != (evidence.custodian_organisation_id, evidence.custodian_person):
         problems.append(_("its custodian is not the one its chain of custody ends with"))
     if disposed != (evidence.status == EvidenceStatus.DISPOSED):
         problems.append(_("its status does not match its chain of custody"))

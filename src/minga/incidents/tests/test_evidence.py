@@ -22,8 +22,9 @@ from django.db import connection
 from django.test import Client
 
 from minga.core import audit
+from minga.core import services as core_services
 from minga.core.choices import TLP
-from minga.core.models import AuditEntry
+from minga.core.models import AuditEntry, Organisation
 from minga.incidents import queries, services, storage
 from minga.incidents.models import CustodyEvent, Evidence
 
@@ -212,8 +213,9 @@ def test_a_registration_that_fails_takes_its_new_file_away_again(network, open_i
     incident = open_incident()
     with pytest.raises(ValidationError):
         _register(network.ana, incident, title="x" * 201)  # refused before anything is stored
-    with pytest.raises(ValidationError):
-        _register(network.ana, incident, acquired_at="not a date")  # refused by the database layer
+    with pytest.raises(ValueError, match="unsaved"):
+        # Fails once the file is stored, when the row is written: the file goes away again.
+        _register(network.ana, incident, custodian_organisation=Organisation(name="x", short_name="x"))
     assert not Evidence.objects.exists() and _stored_files(_store) == []
 
 
@@ -241,6 +243,8 @@ def _two_items(network: Any, open_incident: Any) -> tuple[Evidence, Evidence]:
 
 def test_verify_reports_an_intact_register(network, open_incident, capsys):
     _two_items(network, open_incident)
+    # Renaming the custodian organisation changes nothing in the chain of custody.
+    core_services.update_organisation(None, network.cl, short_name="csirt-chile")
     code, output = _verify(capsys)
     assert code == 0, output
     assert "The evidence register is intact: 2 item(s), 2 file(s) hashed again, 3 custody line(s)" in output
@@ -420,7 +424,7 @@ def test_the_api_registers_lists_transfers_verifies_and_downloads_evidence(netwo
         content_type="application/json",
         headers=carlos,
     )
-    assert refused.status_code == 400 and "transferred" in refused.json()["detail"]
+    assert refused.status_code == 422 and "'transferred'" in refused.json()["detail"]
     no_target = client.post(
         f"{item}/custody",
         {"action": "returned", "reason": "done"},
@@ -441,6 +445,23 @@ def test_the_api_registers_lists_transfers_verifies_and_downloads_evidence(netwo
     actions = [c["action"] for c in client.get(item, headers=ana).json()["custody"]]
     assert actions == ["registered", "transferred", "verified", "accessed"]
     assert AuditEntry.objects.filter(action="evidence.accessed", actor_label="carlos").count() == 1
+
+
+def test_the_api_refuses_bad_input_with_a_clear_message(network, open_incident, bearer):
+    incident = open_incident()
+    base = f"/api/v1/incidents/{incident.reference}/evidence"
+    ana = bearer(network.ana)
+    nul = _upload(Client(), base, ana, title="bad\x00title")
+    assert nul.status_code == 422 and "NUL" in nul.json()["detail"]
+    unknown = _upload(Client(), base, ana, custodian="no-such-org")
+    assert unknown.status_code == 400 and "No organisation is called no-such-org" in unknown.json()["detail"]
+    bad_date = _upload(Client(), base, ana, acquired_at="yesterday")
+    assert bad_date.status_code == 422 and "acquired_at" in bad_date.json()["detail"]
+    assert not Evidence.objects.exists()
+    naive = _upload(Client(), base, ana, acquired_at="2026-11-29T08:00:00")
+    assert naive.status_code == 201 and naive.json()["acquired_at"].startswith("2026-11-29T08:00:00")
+    assert Client().get(f"{base}/{2**60}", headers=ana).status_code == 422
+    assert Client().get(f"{base}/999999", headers=ana).status_code == 404
 
 
 def test_the_api_answers_413_for_a_file_over_either_limit(network, open_incident, bearer, settings):
