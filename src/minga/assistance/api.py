@@ -2,12 +2,11 @@
 access policy (``queries``): the parties read content, the network's coordinators metadata,
 everyone else gets 404. Every change goes through ``services``."""
 
-from __future__ import annotations
-
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.db.models import QuerySet
 from django.http import FileResponse, HttpRequest
 from django.utils.translation import gettext as _
@@ -338,24 +337,26 @@ def create_request(request: HttpRequest, payload: RequestIn) -> Status:
     """Write a request in the name of one of the caller's organisations, to a state (its national
     CSIRT) or a named organisation of it; a draft unless ``submit`` is true."""
     user = _user(request)
-    item = services.create_request(
-        user,
-        _requesting(request, payload.organisation),
-        requested_state=_state(payload.requested_state),
-        requested_organisation=_organisation(
-            request, payload.requested_organisation, "requested_organisation"
+    # One transaction: a request refused at submission leaves no draft behind.
+    with transaction.atomic():
+        item = services.create_request(
+            user,
+            _requesting(request, payload.organisation),
+            requested_state=_state(payload.requested_state),
+            requested_organisation=_organisation(
+                request, payload.requested_organisation, "requested_organisation"
+            )
+            if payload.requested_organisation
+            else None,
+            kind=payload.kind,
+            priority=payload.priority,
+            subject=payload.subject,
+            description=payload.description,
+            legal_basis=payload.legal_basis,
+            legal_reference=payload.legal_reference,
         )
-        if payload.requested_organisation
-        else None,
-        kind=payload.kind,
-        priority=payload.priority,
-        subject=payload.subject,
-        description=payload.description,
-        legal_basis=payload.legal_basis,
-        legal_reference=payload.legal_reference,
-    )
-    if payload.submit:
-        services.submit(user, item)
+        if payload.submit:
+            services.submit(user, item)
     return Status(201, _shown(item, True))
 
 

@@ -81,7 +81,7 @@ def test_bad_targets_are_refused_with_a_reason(network, make_request):
             priority="routine",
             subject="x",
         )
-    with pytest.raises(ValidationError, match="cannot ask itself|another state"):
+    with pytest.raises(ValidationError, match="cannot ask itself"):
         make_request(submit=False, requested_organisation=network.pe)
     with pytest.raises(ValidationError, match="no national CSIRT"):
         make_request(submit=False, requested_state=MemberState.objects.get(code="AR"))
