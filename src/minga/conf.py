@@ -106,6 +106,27 @@ SETTINGS: tuple[Setting, ...] = (
         "600",
         "Seconds after which a feed chunk whose worker stopped (killed, crashed) is queued again.",
     ),
+    Setting(
+        "MINGA_PIPELINE_INBOX",
+        "<MINGA_VAR_DIR>/pipeline-inbox",
+        "Folder under which feeds with a watched directory name their folders; nothing outside it is read.",
+    ),
+    Setting(
+        "MINGA_PIPELINE_SETTLE_SECONDS",
+        "10",
+        "Seconds a file in a watched directory must stay unchanged before it is read (still being written).",
+    ),
+    Setting("MINGA_PIPELINE_PULL_TIMEOUT", "30", "Seconds to connect to a feed's URL and for each read."),
+    Setting(
+        "MINGA_PIPELINE_PULL_MAX_BYTES",
+        "536870912",
+        "Largest body a feed's URL may answer; a larger one is a failed pull, retried with backoff.",
+    ),
+    Setting(
+        "MINGA_PIPELINE_PULL_PRIVATE",
+        "false",
+        "Allow feed URLs whose host is a private, loopback or link-local address (off: only public ones).",
+    ),
     Setting("MINGA_LOG_LEVEL", "INFO", "Log level of the node's processes."),
     Setting(
         "MINGA_PUBLIC_URL",

@@ -18,7 +18,7 @@ from ninja.params import functions as param
 from minga.core.api import Pages
 from minga.core.models import Organisation, User
 from minga.pipeline import queries, services
-from minga.pipeline.choices import Encoding, EventType, FeedFormat, RunStatus, Taxonomy
+from minga.pipeline.choices import Encoding, EventType, FeedFormat, FeedSource, RunStatus, Taxonomy
 from minga.pipeline.models import EVENT_FIELDS, DeadLetter, Feed, Run
 
 router = Router(tags=["pipeline"])
@@ -54,6 +54,14 @@ class FeedOut(Schema):
     dedup_fields: list[str]
     retention_days: int
     is_active: bool
+    source: FeedSource
+    url: str
+    directory: str
+    pull_every: int = Field(..., description="Seconds between two pulls of a URL")
+    pulled_at: datetime | None
+    next_pull_at: datetime | None = Field(..., description="The next pull, or retry after a failure")
+    failures: int = Field(..., description="Failed pulls in a row")
+    last_error: str
     created_at: datetime
     updated_at: datetime
 
@@ -85,6 +93,12 @@ class FeedChange(Schema):
     )
     retention_days: int | None = Field(None, ge=1, le=3650)
     is_active: bool | None = None
+    source: FeedSource | None = Field(None, description="upload, url (pulled on a schedule) or directory")
+    url: str | None = Field(None, max_length=2000, description="http(s) URL of a feed pulled on a schedule")
+    directory: str | None = Field(
+        None, max_length=200, description="A folder under the node's feed inbox (MINGA_PIPELINE_INBOX)"
+    )
+    pull_every: int | None = Field(None, ge=60, le=7 * 86400, description="Seconds between two pulls")
 
 
 class FeedIn(FeedChange):

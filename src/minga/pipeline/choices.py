@@ -19,6 +19,12 @@ class FeedFormat(models.TextChoices):
 DOCUMENT_FORMATS = (FeedFormat.STIX, FeedFormat.MISP)
 
 
+class FeedSource(models.TextChoices):
+    UPLOAD = "upload", _("Uploads only (web, REST, command line)")
+    URL = "url", _("HTTP(S) URL pulled on a schedule")
+    DIRECTORY = "directory", _("Watched directory")
+
+
 class Encoding(models.TextChoices):
     UTF8 = "utf-8", _("UTF-8")
     LATIN1 = "latin-1", _("ISO-8859-1 (Latin-1)")

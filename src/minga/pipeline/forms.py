@@ -12,7 +12,7 @@ from django.utils.translation import gettext_lazy as _
 from minga.core.choices import TLP
 from minga.core.forms import ModelChoiceField
 from minga.core.models import Organisation, User
-from minga.pipeline.choices import Encoding, EventType, FeedFormat, Taxonomy
+from minga.pipeline.choices import Encoding, EventType, FeedFormat, FeedSource, Taxonomy
 from minga.pipeline.models import EVENT_FIELDS, FEED_TLPS, Feed
 from minga.pipeline.services import MANAGING_ROLES
 
@@ -84,6 +84,10 @@ class FeedForm(forms.ModelForm):
             "taxonomy_mapping",
             "dedup_window",
             "retention_days",
+            "source",
+            "url",
+            "directory",
+            "pull_every",
             "is_active",
         ]
 
@@ -94,6 +98,9 @@ class FeedForm(forms.ModelForm):
         ).distinct()
         self.fields["format"].choices = FeedFormat.choices  # type: ignore[attr-defined]
         self.fields["encoding"].choices = Encoding.choices  # type: ignore[attr-defined]
+        self.fields["source"].choices = FeedSource.choices  # type: ignore[attr-defined]
+        self.fields["source"].required = self.fields["pull_every"].required = False  # as they are
+        self.fields["url"].help_text = _("For a feed pulled from a URL: http:// or https://, no credentials.")
         self.fields["dedup_key"].initial = ", ".join(self.instance.dedup_fields)
         if self.instance.pk:
             del self.fields["owner"]
@@ -103,6 +110,9 @@ class FeedForm(forms.ModelForm):
         """The cleaned settings, as the feed services take them."""
         data = {name: self.cleaned_data[name] for name in self.Meta.fields if name in self.cleaned_data}
         data.pop("owner", None)
+        for name in ("source", "pull_every"):
+            if data.get(name) in (None, ""):
+                data.pop(name, None)
         if self.instance.pk:
             data.pop("name", None)
         data["dedup_fields"] = [f.strip() for f in self.cleaned_data["dedup_key"].split(",") if f.strip()]

@@ -8,10 +8,12 @@ import csv
 import hashlib
 import io
 import logging
+import time
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import orjson
 from django.conf import settings
@@ -25,8 +27,8 @@ from minga.core import audit
 from minga.core.choices import Role
 from minga.core.models import Membership, Organisation, User
 from minga.core.spreadsheet import neutralise
-from minga.pipeline import formats, processing
-from minga.pipeline.choices import DOCUMENT_FORMATS, TAXONOMY_OF, FeedFormat, RunSource, RunStatus
+from minga.pipeline import formats, processing, sources
+from minga.pipeline.choices import DOCUMENT_FORMATS, TAXONOMY_OF, FeedFormat, FeedSource, RunSource, RunStatus
 from minga.pipeline.models import COUNTS, EVENT_FIELDS, FEED_TLPS, Chunk, DeadLetter, Event, Feed, Run
 
 if TYPE_CHECKING:
@@ -51,7 +53,14 @@ FEED_FIELDS = (
     "dedup_fields",
     "retention_days",
     "is_active",
+    "source",
+    "url",
+    "directory",
+    "pull_every",
 )
+PULL_STATE = ("etag", "last_modified", "pulled_at", "next_pull_at", "failures", "last_error")
+RETRY_FIRST_SECONDS = 60  # the first retry of a failed pull; each next one waits twice as long
+RETRY_MAX_SECONDS = 86_400
 MAPPABLE = (*EVENT_FIELDS, "classification")
 DOCUMENT_DEDUP_FIELDS = ("source_ip", "source_port", "source_fqdn", "source_url", "classification_type")
 MAX_EXPORT = 100_000  # events per export; narrow the filters for more
@@ -133,9 +142,27 @@ def _validate(feed: Feed) -> None:
         errors["delimiter"] = _(
             "The delimiter and the quote character are two different characters, not line ends."
         )
+    errors |= _source_errors(feed)
     if errors:
         raise ValidationError(errors)
     feed.full_clean(exclude=["owner"])
+
+
+def _source_errors(feed: Feed) -> dict[str, str]:
+    errors: dict[str, str] = {}
+    if feed.source == FeedSource.URL:
+        problem = sources.check_url(feed.url) if feed.url else _("A feed pulled from a URL names its URL.")
+        if problem:
+            errors["url"] = problem
+    if feed.source == FeedSource.DIRECTORY:
+        problem = sources.check_directory(feed.directory)
+        if not problem and Feed.objects.filter(directory=feed.directory).exclude(pk=feed.pk).exists():
+            problem = _("Another feed watches this folder: each folder is one feed's.")
+        if problem:
+            errors["directory"] = problem
+    if not isinstance(feed.pull_every, int) or not 60 <= feed.pull_every <= 7 * 86_400:
+        errors["pull_every"] = _("Pull between every minute (60 seconds) and every week (604800).")
+    return errors
 
 
 def register_feed(actor: User | AnonymousUser | None, owner: Organisation, **fields: Any) -> Feed:
@@ -173,6 +200,10 @@ def change_feed(actor: User | AnonymousUser | None, feed: Feed, **changes: Any) 
     for name, value in changes.items():
         setattr(feed, name, value)
     _validate(feed)
+    if any(before[name] != getattr(feed, name) for name in ("source", "url") if name in changes):
+        # Another source: its first pull is unconditional and due now.
+        feed.etag = feed.last_modified = feed.last_error = ""
+        feed.failures, feed.next_pull_at = 0, None
     changed = {name: [before[name], value] for name, value in changes.items() if before[name] != value}
     with transaction.atomic():
         feed.save()
@@ -409,6 +440,184 @@ def resume_stalled(older_than: timedelta) -> int:
     if queued:
         logger.warning("queued %d stalled chunks again", len(queued))
     return len(queued)
+
+
+# --- sources: URLs pulled on a schedule, watched directories --------------------------------------
+
+
+def claim_due_pulls(now: datetime | None = None) -> list[int]:
+    """The active URL feeds whose next pull is due, each claimed (its next attempt moved past
+    the longest a pull may take) so that one pull of it runs however many workers look."""
+    now = now or timezone.now()
+    due = Q(next_pull_at__isnull=True) | Q(next_pull_at__lte=now)
+    lease = now + timedelta(seconds=12 * settings.MINGA_PIPELINE_PULL_TIMEOUT + 60)
+    claimed = []
+    for feed_id in Feed.objects.filter(due, is_active=True, source=FeedSource.URL).values_list(
+        "pk", flat=True
+    ):
+        if Feed.objects.filter(due, pk=feed_id).update(next_pull_at=lease):
+            claimed.append(feed_id)
+    return claimed
+
+
+def retry_delay(failures: int) -> timedelta:
+    """How long after its ``failures``-th failure in a row a source is tried again."""
+    return timedelta(seconds=min(RETRY_FIRST_SECONDS * 2 ** max(failures - 1, 0), RETRY_MAX_SECONDS))
+
+
+def pull_feed(feed: Feed) -> Run | None:
+    """Pull a URL feed's source now: a new body is kept as a run's file and queued like an
+    upload; "not modified" (ETag, Last-Modified) starts nothing. A failure (no answer, an error
+    status, a body too large, a run that fails on what came) is recorded on the feed with the
+    time of the next attempt, later after each failure in a row. Audited
+    (``pipeline.feed_pulled`` or ``pipeline.feed_pull_failed``)."""
+    try:
+        pulled = sources.pull(feed.url, feed.etag, feed.last_modified, runs_folder())
+    except sources.PullError as exc:
+        _pull_failed(feed, str(exc))
+        return None
+    if pulled.status == 304 or pulled.path is None:
+        _pulled(feed, None, pulled)
+        return None
+    name = Path(urlsplit(pulled.url).path).name or f"{feed.name}.pull"
+    try:
+        run = start_run(None, feed, sources.pieces(pulled.path), name, source=RunSource.URL)
+    except ValidationError as exc:
+        _pull_failed(feed, " ".join(exc.messages))
+        return None
+    finally:
+        pulled.path.unlink(missing_ok=True)
+    if run.status == RunStatus.FAILED:
+        _pull_failed(
+            feed, _("Run %(run)s failed: %(reason)s") % {"run": run.uuid, "reason": run.message}, run
+        )
+    else:
+        _pulled(feed, run, pulled)
+    return run
+
+
+def _pulled(feed: Feed, run: Run | None, pulled: sources.Pulled) -> None:
+    now = timezone.now()
+    with transaction.atomic():
+        Feed.objects.filter(pk=feed.pk).update(
+            etag=pulled.etag,
+            last_modified=pulled.last_modified,
+            pulled_at=now,
+            next_pull_at=now + timedelta(seconds=feed.pull_every),
+            failures=0,
+            last_error="",
+        )
+        audit.record(
+            "pipeline.feed_pulled",
+            obj=feed,
+            organisation=feed.owner,
+            details={
+                "feed": feed.name,
+                "url": pulled.url[:500],
+                "result": "new" if run is not None else "not modified",
+                **({"run": str(run.uuid), "bytes": pulled.size} if run is not None else {}),
+            },
+        )
+    feed.refresh_from_db()
+
+
+def _pull_failed(feed: Feed, reason: str, run: Run | None = None) -> None:
+    now = timezone.now()
+    failures = feed.failures + 1
+    with transaction.atomic():
+        Feed.objects.filter(pk=feed.pk).update(
+            pulled_at=now,
+            next_pull_at=now + retry_delay(failures),
+            failures=failures,
+            last_error=reason[:2000],
+        )
+        audit.record(
+            "pipeline.feed_pull_failed",
+            obj=feed,
+            organisation=feed.owner,
+            details={
+                "feed": feed.name,
+                "url": feed.url[:500],
+                "reason": reason[:300],
+                "failures": failures,
+                "next_attempt": now + retry_delay(failures),
+                **({"run": str(run.uuid)} if run is not None else {}),
+            },
+        )
+    feed.refresh_from_db()
+    logger.warning("pull of feed %s failed (%d in a row): %s", feed.name, failures, reason)
+
+
+def watch_directories(now: float | None = None) -> dict[str, int]:
+    """Read the settled files of every active feed's watched folder: each file is claimed
+    (moved into ``processing/``, so no other worker takes it), kept as a run's file and queued,
+    then moved into ``done/`` — or into ``failed/`` beside a ``.reason.txt`` when it cannot be
+    read. A file is never read twice: it leaves the folder before its run starts, and one left in
+    ``processing/`` by a crash is read again only if no run of it exists. Returns the files read
+    per feed."""
+    now = now if now is not None else time.time()
+    settle = settings.MINGA_PIPELINE_SETTLE_SECONDS
+    stalled = settings.MINGA_PIPELINE_STALLED_SECONDS
+    read: dict[str, int] = {}
+    feeds = Feed.objects.select_related("owner").filter(is_active=True, source=FeedSource.DIRECTORY)
+    for feed in feeds:
+        try:
+            folder = sources.watched_folder(feed.directory)
+        except (sources.PullError, OSError) as exc:
+            if feed.last_error != str(exc):
+                _pull_failed(feed, str(exc))
+            continue
+        # Left in processing/ by a worker that died: read unless its run exists.
+        files = [(path, True) for path in sources.settled_files(folder / "processing", stalled, now)]
+        for path in sources.settled_files(folder, settle, now):
+            claimed = folder / "processing" / path.name
+            if claimed.exists():
+                continue  # a file of the same name is being read: this one waits its turn
+            try:
+                path.rename(claimed)
+            except FileNotFoundError:
+                continue  # another worker claimed it
+            files.append((claimed, False))
+        for claimed, leftover in files:
+            _read_file(feed, folder, claimed, leftover=leftover)
+            read[feed.name] = read.get(feed.name, 0) + 1
+    return read
+
+
+def _read_file(feed: Feed, folder: Path, claimed: Path, *, leftover: bool) -> None:
+    if leftover:
+        digest = hashlib.sha256()
+        for piece in sources.pieces(claimed):
+            digest.update(piece)
+        if Run.objects.filter(feed=feed, file_name=claimed.name[:200], sha256=digest.hexdigest()).exists():
+            _file_to(claimed, folder / "done")  # its run started before the crash
+            return
+    try:
+        run = start_run(None, feed, sources.pieces(claimed), claimed.name, source=RunSource.DIRECTORY)
+    except (ValidationError, OSError) as exc:
+        reason = " ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
+        _file_to(claimed, folder / "failed", reason)
+        return
+    if run.status == RunStatus.FAILED:
+        _file_to(
+            claimed,
+            folder / "failed",
+            _("Run %(run)s: %(reason)s") % {"run": run.uuid, "reason": run.message},
+        )
+    else:
+        _file_to(claimed, folder / "done")
+
+
+def _file_to(path: Path, folder: Path, reason: str = "") -> None:
+    stamp = timezone.now().strftime("%Y%m%dT%H%M%S")
+    target = folder / f"{stamp}-{path.name}"
+    n = 1
+    while target.exists():
+        n += 1
+        target = folder / f"{stamp}-{n}-{path.name}"
+    path.rename(target)
+    if reason:
+        target.with_name(target.name + ".reason.txt").write_text(reason + "\n", encoding="utf-8")
 
 
 # --- dead letters ------------------------------------------------------------------------------------
