@@ -163,7 +163,7 @@ def request_detail(request: HttpRequest, reference: str) -> HttpResponse:
                 "can_answer": may_answer and item.status in OPEN_STATUSES,
                 "can_close": (may_request or may_answer) and item.status in CLOSABLE,
                 "answer_form": AnswerForm(),
-                "message_form": MessageForm(),
+                "message_form": MessageForm(auto_id="message-%s"),
                 "attachment_form": AttachmentForm(),
                 "max_attachment_bytes": services.max_attachment_bytes(),
             }
