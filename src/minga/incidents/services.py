@@ -1385,7 +1385,7 @@ def open_evidence(actor: Actor, evidence: Evidence) -> BinaryIO:
         ) from None
     try:
         with transaction.atomic():
-            _custody(actor, evidence, CustodyAction.ACCESSED, reason=_("downloaded"))
+            _custody(actor, evidence, CustodyAction.ACCESSED)
     except BaseException:
         handle.close()
         raise
@@ -1417,7 +1417,6 @@ def verify_evidence(actor: Actor, evidence: Evidence) -> ItemCheck:
         actor,
         evidence,
         CustodyAction.VERIFIED,
-        reason=_("the stored file was hashed again"),
         intact=check.ok,
         found_sha256=check.sha256,
         found_size=check.size,
