@@ -17,6 +17,8 @@ COMMANDS = {
     "directory": ("directory", "export or import constituencies (CSV, JSON)"),
     "intel": ("intel", "import STIX bundles, MISP events or CSV indicators into the intelligence store"),
     "feed": ("feed", "register, change, list and show feeds; re-process dead letters; purge expired events"),
+    "peer": ("peer", "register, list and remove peer nodes (federation over TAXII 2.1)"),
+    "sync": ("sync", "pull from and push to peers now"),
     "ingest": ("ingest", "ingest a file of a feed (processed here with a progress bar, or queued)"),
     "evidence": ("evidence", "register, list and verify evidence (files hashed again, custody checked)"),
 }
