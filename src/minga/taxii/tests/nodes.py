@@ -96,7 +96,9 @@ class Node:
                 f"""
                 from minga.core.models import Organisation
                 for short in {list(organisations)!r}:
-                    Organisation.objects.get_or_create(short_name=short, defaults={{"name": f"Organisation {{short}}"}})
+                    Organisation.objects.get_or_create(
+                        short_name=short, defaults={{"name": f"Organisation {{short}}"}}
+                    )
                 """
             )
         self.server = subprocess.Popen(

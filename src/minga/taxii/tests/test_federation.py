@@ -14,8 +14,8 @@ from stix2validator import ValidationOptions, validate_instance
 
 from minga.core.choices import TLP
 from minga.core.models import AuditEntry, Organisation
-from minga.intel.models import StixObject
 from minga.intel import services as intel_services
+from minga.intel.models import StixObject
 from minga.intel.tests.bundles import indicator, stream
 from minga.taxii import federation
 from minga.taxii.models import Peer
@@ -127,7 +127,7 @@ def test_what_a_peer_is_served_passes_the_stix_validator(
     store(a_orgs["andina"], indicator("198.51.100.21"), tlp=TLP.AMBER, recipients=(a_orgs["caribe"],))
     peer_b = pair(live_server, node_b)
     objects = federation.distributable(peer_b)
-    result, emitted = federation.emitted_page(peer_b, objects, federation.Filters(limit=10))
+    _page, emitted = federation.emitted_page(peer_b, objects, federation.Filters(limit=10))
     assert len(emitted) == 1
     obj = orjson.loads(emitted[0])
     assert obj["extensions"][federation.EXTENSION_ID]["recipient_organisations"] == ["caribe"]
