@@ -7,6 +7,7 @@ from datetime import timedelta
 from django import template
 
 from minga.assistance import queries
+from minga.assistance.choices import Outcome, RequestStatus
 
 register = template.Library()
 
@@ -25,3 +26,14 @@ def overdue(value: timedelta | None) -> bool:
 @register.filter
 def percent(value: float | None) -> str:
     return "—" if value is None else f"{round(value * 100)} %"
+
+
+@register.filter
+def status_label(value: str) -> str:
+    """A status stored in a thread entry, in the reader's language."""
+    return str(RequestStatus(value).label) if value in RequestStatus.values else str(value)
+
+
+@register.filter
+def outcome_label(value: str) -> str:
+    return str(Outcome(value).label) if value in Outcome.values else str(value)
