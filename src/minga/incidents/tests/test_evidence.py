@@ -21,6 +21,9 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
 from django.test import Client
+from hypothesis import HealthCheck, given
+from hypothesis import settings as settings_for_examples
+from hypothesis import strategies as st
 
 from minga.core import audit
 from minga.core import services as core_services
@@ -75,6 +78,25 @@ def test_content_is_stored_once_under_its_sha256_in_a_stream(_store):
     again = storage.store(pieces(), limit=4 * 1024 * 1024)
     assert (again.sha256, again.created) == (expected, False)
     assert _stored_files(_store) == [path], "stored once, and no temporary file left behind"
+
+
+@settings_for_examples(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(pieces=st.lists(st.binary(max_size=3000), max_size=12), limit=st.integers(0, 20_000))
+def test_whatever_the_pieces_the_store_keeps_exactly_their_content_or_nothing(_store, pieces, limit):
+    content = b"".join(pieces)
+    sha256 = hashlib.sha256(content).hexdigest()
+    if len(content) > limit:
+        kept_before = storage.exists(sha256)  # an earlier example may have stored it
+        with pytest.raises(storage.TooLarge):
+            storage.store(iter(pieces), limit=limit)
+        assert storage.exists(sha256) == kept_before
+    else:
+        stored = storage.store(iter(pieces), limit=limit)
+        assert (stored.sha256, stored.size) == (hashlib.sha256(content).hexdigest(), len(content))
+        assert storage.path_for(stored.sha256).read_bytes() == content
+    assert not any((_store / "tmp").iterdir()), "no temporary file is left behind"
 
 
 def test_content_over_the_limit_is_refused_and_nothing_is_kept(_store):
@@ -515,8 +537,16 @@ def test_outsiders_get_404_on_every_evidence_path(network, open_incident, bearer
         incident_page = olga_ui.get(f"/incidents/{incident.reference}/")
         assert evidence.title not in incident_page.content.decode()
         assert evidence.sha256 not in incident_page.content.decode()
+    # A participant that was removed no longer reaches the evidence either.
+    incident = _added(network, open_incident(title="Removed participant"), network.cl)
+    evidence = _register(network.carlos, incident)
+    services.remove_participant(network.ana, incident, network.cl, "no longer concerned")
+    carlos_api = bearer(network.carlos)
+    api = f"/api/v1/incidents/{incident.reference}/evidence"
+    for url in (api, f"{api}/{evidence.pk}", f"{api}/{evidence.pk}/download"):
+        assert Client().get(url, headers=carlos_api).status_code == 404, url
     assert not AuditEntry.objects.filter(action__startswith="evidence.", actor_label="olga").exists()
-    assert Evidence.objects.count() == 3 and CustodyEvent.objects.count() == 3
+    assert Evidence.objects.count() == 4 and CustodyEvent.objects.count() == 4
 
 
 # --- pages ------------------------------------------------------------------------------------
