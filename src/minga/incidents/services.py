@@ -1404,23 +1404,24 @@ class ItemCheck:
         return self.found and self.sha256 == self.evidence.sha256 and self.size == self.evidence.size
 
 
-@transaction.atomic
 def verify_evidence(actor: Actor, evidence: Evidence) -> ItemCheck:
     """Hash the item's stored file again and record the result in its chain of custody
     (``evidence.verified``, with ``intact`` true or false). The organisations taking part."""
     _require_evidence_handler(actor, evidence.incident)
     if evidence.status == EvidenceStatus.DISPOSED:
         raise ValidationError(_("This item was disposed of; its file is no longer kept."))
+    # Hashed before the transaction: a large image must not hold the database's write lock.
     now = storage.rehash(evidence.sha256)
     check = ItemCheck(evidence, now is not None, now[0] if now else "", now[1] if now else 0)
-    _custody(
-        actor,
-        evidence,
-        CustodyAction.VERIFIED,
-        intact=check.ok,
-        found_sha256=check.sha256,
-        found_size=check.size,
-    )
+    with transaction.atomic():
+        _custody(
+            actor,
+            evidence,
+            CustodyAction.VERIFIED,
+            intact=check.ok,
+            found_sha256=check.sha256,
+            found_size=check.size,
+        )
     return check
 
 

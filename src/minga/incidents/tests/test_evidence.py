@@ -284,6 +284,12 @@ def test_verify_names_the_item_whose_file_was_damaged_or_lost(network, open_inci
     assert f"evidence #{first.pk} (Traffic to the C2 server): its file does not match its SHA-256" in output
     assert f"evidence #{second.pk} (Memory dump): its file is missing from the store" in output
     assert "The evidence register has problems: 2 in 2 item(s)" in output
+    # A participant's own check says so too, and the result is a line of the chain of custody.
+    check = services.verify_evidence(network.carlos, first)
+    assert not check.ok and check.found and check.sha256 != first.sha256
+    assert not services.verify_evidence(network.carlos, second).found
+    last = queries.custody_log(first)[-1]
+    assert last.action == "verified" and last.details["intact"] is False
 
 
 def test_verify_catches_a_custody_line_rewritten_in_the_audit_log(network, open_incident, capsys):
