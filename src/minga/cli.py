@@ -21,6 +21,7 @@ COMMANDS = {
     "sync": ("sync", "pull from and push to peers now"),
     "ingest": ("ingest", "ingest a file of a feed (processed here with a progress bar, or queued)"),
     "evidence": ("evidence", "register, list and verify evidence (files hashed again, custody checked)"),
+    "assistance": ("assistance", "show or set the deadlines per priority; escalate overdue requests now"),
 }
 
 USAGE = (

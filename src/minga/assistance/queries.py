@@ -24,7 +24,7 @@ from django.http import Http404
 
 from minga.assistance.choices import OPEN_STATUSES, Priority, RequestStatus
 from minga.assistance.models import AssistanceRequest, Attachment, ThreadEntry
-from minga.core import access
+from minga.core import access, audit
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AnonymousUser
@@ -83,11 +83,22 @@ class Found:
 
 
 def get_or_404(user: Reader, reference: str) -> Found:
-    """The request ``reference`` as ``user`` may see it; 404 if they may see nothing of it."""
+    """The request ``reference`` as ``user`` may see it; 404 if they may see nothing of it.
+    Reading a submitted request's content is audited (``assistance.read``), as reading TLP:AMBER
+    is: a request is confidential between its parties."""
     request = overseeable(user).filter(reference=str(reference)[:20]).first()
     if request is None:
         raise Http404
-    return Found(request, can_read_content(user, request))
+    content = can_read_content(user, request)
+    if content and request.status != RequestStatus.DRAFT:
+        audit.record(
+            "assistance.read",
+            actor=user,
+            obj=request,
+            organisation=request.requesting_organisation,
+            details={"reference": request.reference},
+        )
+    return Found(request, content)
 
 
 def get_content_or_404(user: Reader, reference: str) -> AssistanceRequest:

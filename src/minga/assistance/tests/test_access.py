@@ -102,3 +102,18 @@ def test_the_queryset_filter_and_the_object_check_agree(network, make_request, m
     for reader, request in itertools.product(readers, requests):
         listed = queries.readable(reader).filter(pk=request.pk).exists()
         assert listed == queries.can_read_content(reader, request), (reader, request.status)
+
+
+def test_reading_a_requests_content_is_audited_its_metadata_not(network, make_request, login_client, bearer):
+    from minga.core.models import AuditEntry
+
+    request = make_request()
+    login_client(network.carlos).get(f"/assistance/{request.reference}/")
+    login_client(network.ana).get(f"/api/v1/assistance/{request.reference}", headers=bearer(network.ana))
+    login_client(network.coordinator).get(f"/assistance/{request.reference}/")
+    readers = list(
+        AuditEntry.objects.filter(action="assistance.read")
+        .order_by("seq")
+        .values_list("actor_label", flat=True)
+    )
+    assert readers == ["carlos", "ana"]
