@@ -444,7 +444,25 @@ def receive(peer: Peer, items: Iterable[tuple[int, Any]]) -> Received:
             provenance=intel_services.Provenance(origin_node=origin_node, received_from=peer.name),
         )
         received.add(result)
+        _apply_retractions(peer, organisation, origin_node, result)
     return received
+
+
+def _apply_retractions(
+    peer: Peer, organisation: Organisation, origin_node: str, result: intel_services.ImportResult
+) -> None:
+    """Retractions among the versions just stored (not replays) are applied at once."""
+    from minga.taxii import retraction
+
+    fresh = [
+        s.stix_id
+        for s in result.stored or []
+        if s.fresh and s.stix_id.startswith(retraction.RETRACTION + "--")
+    ]
+    for row in StixObject.objects.filter(
+        stix_id__in=fresh, origin_organisation=organisation, origin_node=origin_node, received_from=peer.name
+    ).select_related("origin_organisation"):
+        retraction.apply_received(peer, row)
 
 
 def objects_of(stream: IO[bytes]) -> Iterator[tuple[int, Any]]:

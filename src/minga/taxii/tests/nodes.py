@@ -139,3 +139,22 @@ class Node:
             ]
             """
         )
+
+
+def link(node: Node, other: Node, *, node_hosts: str, other_hosts: str) -> None:
+    """The handshake two operators do: each registers the other and hands over a token."""
+    token_for_other = node.minga(
+        "peer", "add", other.name, "--url", other.api_root, "--hosts", other_hosts
+    ).stdout
+    token_for_node = other.minga(
+        "peer",
+        "add",
+        node.name,
+        "--url",
+        node.api_root,
+        "--hosts",
+        node_hosts,
+        "--token",
+        token_for_other.strip(),
+    ).stdout
+    node.minga("peer", "set-token", other.name, token_for_node.strip())
