@@ -45,6 +45,7 @@ class TaxiiStatus(models.Model):
 class PeerKind(models.TextChoices):
     MINGA = "minga", _("Minga node")
     TAXII = "taxii", _("other TAXII 2.1 server")
+    MISP = "misp", _("MISP feed")
 
 
 class Direction(models.TextChoices):
