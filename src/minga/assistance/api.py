@@ -66,6 +66,7 @@ class RequestOut(Schema):
     withdrawn_at: datetime | None
     closed_at: datetime | None
     escalated_at: datetime | None
+    answer_overdue_at: datetime | None
     subject: str | None
     description: str | None
     legal_basis: str | None

@@ -96,6 +96,8 @@ class AssistanceRequest(models.Model):
         _("escalation"), choices=Escalation.choices, default=Escalation.NONE
     )
     escalated_at = models.DateTimeField(_("escalated"), null=True, blank=True)
+    # When the sweep found the answer overdue and told the desk and the coordinator (once).
+    answer_overdue_at = models.DateTimeField(_("answer overdue"), null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

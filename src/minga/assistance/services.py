@@ -863,12 +863,55 @@ def _escalate(request_id: int, now: datetime) -> str | None:
         return request.reference
 
 
+def _answer_overdue(request_id: int, now: datetime) -> str | None:
+    """Tell the requested desk and the network coordinator, once, that an open request was not
+    answered by its deadline. Claimed with one conditional UPDATE, like an escalation step."""
+    with transaction.atomic():
+        claimed = AssistanceRequest.objects.filter(
+            pk=request_id,
+            status__in=OPEN_STATUSES,
+            answered_at__isnull=True,
+            respond_by__lte=now,
+            answer_overdue_at__isnull=True,
+        ).update(answer_overdue_at=now)
+        if not claimed:
+            return None
+        request = AssistanceRequest.objects.select_related(
+            "requesting_organisation", "requested_organisation"
+        ).get(pk=request_id)
+        chain = contact_chain(request.requested_organisation_id)
+        told: list[str] = []
+        recipients: list[str] = []
+        if chain:
+            _queue_mail(request, "answer_overdue", 0, [chain[0].email], _contact_language(chain[0]))
+            told.append(chain[0].name)
+            recipients.append(chain[0].email)
+        coordinators = coordinator_addresses()
+        if _queue_mail(
+            request, "answer_overdue", Escalation.COORDINATOR, coordinators, settings.LANGUAGE_CODE
+        ):
+            told.append(str(_("the network coordinator")))
+            recipients += coordinators
+        assert request.respond_by is not None
+        overdue = int((now - request.respond_by).total_seconds())
+        _thread(
+            request,
+            EntryKind.ESCALATION,
+            None,
+            details={"answer": True, "notified": told, "overdue_seconds": overdue},
+        )
+        _audit("assistance.answer_overdue", None, request, recipients=recipients, overdue_seconds=overdue)
+        return request.reference
+
+
 def escalate_overdue(now: datetime | None = None) -> list[str]:
     """Escalate every submitted request not acknowledged in time: first to the requested
     organisation's next contact (level 1), and when another acknowledgement period passes
-    unanswered, to the network coordinator (level 2). Each step is e-mailed, written on the
-    request's thread and audited (``assistance.escalate``); running it again escalates nothing
-    twice. Returns the references escalated."""
+    unanswered, to the network coordinator (level 2). Open requests not answered by their
+    deadline are reported once to the requested desk and the coordinator. Each step is e-mailed,
+    written on the request's thread and audited (``assistance.escalate``,
+    ``assistance.answer_overdue``); running it again does nothing twice. Returns the
+    references escalated or reported."""
     now = now or timezone.now()
     due = AssistanceRequest.objects.filter(
         status=RequestStatus.SUBMITTED,
@@ -878,6 +921,16 @@ def escalate_overdue(now: datetime | None = None) -> list[str]:
     done = []
     for pk in list(due[:1000]):
         reference = _escalate(pk, now)
+        if reference is not None:
+            done.append(reference)
+    unanswered = AssistanceRequest.objects.filter(
+        status__in=OPEN_STATUSES,
+        respond_by__lte=now,
+        answered_at__isnull=True,
+        answer_overdue_at__isnull=True,
+    ).values_list("pk", flat=True)
+    for pk in list(unanswered[:1000]):
+        reference = _answer_overdue(pk, now)
         if reference is not None:
             done.append(reference)
     return done
@@ -913,6 +966,9 @@ def mail_message(mail: RequestMail) -> tuple[str, str]:
     if mail.event == "submitted":
         subject = _("[%(priority)s] Assistance request %(ref)s for %(to)s") % values
         lead = _("%(from)s asks %(to)s for assistance.") % values
+    elif mail.event == "answer_overdue":
+        subject = _("[%(priority)s] Overdue: assistance request %(ref)s is not answered") % values
+        lead = _("%(to)s (%(state)s) has not answered this request from %(from)s by its deadline.") % values
     elif mail.level == Escalation.NEXT_CONTACT:
         subject = _("[%(priority)s] Escalated: assistance request %(ref)s is not acknowledged") % values
         lead = (

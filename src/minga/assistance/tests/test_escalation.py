@@ -13,7 +13,7 @@ from django_tasks_db.models import DBTaskResult
 
 from minga.assistance import services, tasks
 from minga.assistance.choices import DeliveryStatus, Escalation, RequestStatus
-from minga.assistance.models import RequestMail
+from minga.assistance.models import AssistanceRequest, RequestMail
 from minga.core import audit
 from minga.core.models import AuditEntry
 
@@ -79,7 +79,7 @@ def test_unacknowledged_requests_escalate_to_the_next_contact_then_the_coordinat
 
     # Acknowledged at last: nothing escalates any more.
     services.acknowledge(network.carlos, request)
-    assert services.escalate_overdue(now=coordinator_time + timedelta(days=3)) == []
+    assert services.escalate_overdue(now=coordinator_time + timedelta(hours=2)) == []
 
 
 def test_without_a_next_contact_the_request_goes_straight_to_the_coordinator(
@@ -99,8 +99,13 @@ def test_acknowledged_withdrawn_and_draft_requests_do_not_escalate(network, make
     withdrawn = make_request()
     services.withdraw(network.ana, withdrawn, "Solved locally.")
     make_request(submit=False)
-    assert services.escalate_overdue(now=acknowledged.acknowledge_by + timedelta(days=60)) == []
-    assert not RequestMail.objects.exclude(event="submitted").exists()
+    assert services.escalate_overdue(now=acknowledged.acknowledge_by + timedelta(hours=2)) == []
+    # Much later, only the acknowledged request is reported, for its answer; none is escalated.
+    assert services.escalate_overdue(now=acknowledged.acknowledge_by + timedelta(days=60)) == [
+        acknowledged.reference
+    ]
+    assert not AssistanceRequest.objects.exclude(escalation_level=0).exists()
+    assert set(RequestMail.objects.values_list("event", flat=True)) == {"submitted", "answer_overdue"}
 
 
 def test_the_periodic_job_runs_the_sweep_from_the_task_queue(network, make_request, smtp_server):
@@ -134,3 +139,29 @@ def test_an_smtp_server_that_is_down_leaves_the_mail_pending_and_retried(network
     assert AuditEntry.objects.filter(action="assistance.mail_failed").exists()
     # The retry is in the queue.
     assert DBTaskResult.objects.filter(task_path__endswith="deliver_request_mail").count() == 2
+
+
+def test_an_unanswered_request_is_reported_once_when_its_answer_is_overdue(
+    network, make_request, smtp_server
+):
+    request = make_request(priority="emergency")
+    services.acknowledge(network.carlos, request)
+    _deliver_all()
+    smtp_server.clear()
+    assert services.escalate_overdue(now=request.respond_by - timedelta(minutes=1)) == []
+    late = request.respond_by + timedelta(minutes=2)
+    assert services.escalate_overdue(now=late) == [request.reference]
+    assert services.escalate_overdue(now=late + timedelta(hours=3)) == []
+    _deliver_all()
+    assert sorted(e.rcpt_tos[0] for e in smtp_server) == [
+        network.coordinator.email,
+        "duty@csirt-cl.example.org",
+    ]
+    assert all("Secret operational detail" not in _body(e) for e in smtp_server)
+    entry = request.thread.get(kind="escalation")
+    assert entry.details["answer"] is True and entry.details["overdue_seconds"] == 120
+    assert AuditEntry.objects.filter(action="assistance.answer_overdue").count() == 1
+    # Answered: nothing more is sent.
+    services.answer(network.carlos, request, "fulfilled", "Here.")
+    assert services.escalate_overdue(now=late + timedelta(days=2)) == []
+    assert RequestMail.objects.filter(event="answer_overdue").count() == 2
