@@ -62,6 +62,12 @@ class FeedOut(Schema):
     next_pull_at: datetime | None = Field(..., description="The next pull, or retry after a failure")
     failures: int = Field(..., description="Failed pulls in a row")
     last_error: str
+    has_token: bool = Field(..., description="Whether a TAXII token is set (it is never shown)")
+
+    @staticmethod
+    def resolve_has_token(feed: Feed) -> bool:
+        return bool(feed.credential)
+
     created_at: datetime
     updated_at: datetime
 
@@ -99,6 +105,9 @@ class FeedChange(Schema):
         None, max_length=200, description="A folder under the node's feed inbox (MINGA_PIPELINE_INBOX)"
     )
     pull_every: int | None = Field(None, ge=60, le=7 * 86400, description="Seconds between two pulls")
+    token: str | None = Field(
+        None, max_length=2000, description="A TAXII collection's bearer token (write-only; empty clears it)"
+    )
 
 
 class FeedIn(FeedChange):

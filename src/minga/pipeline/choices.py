@@ -23,6 +23,7 @@ class FeedSource(models.TextChoices):
     UPLOAD = "upload", _("Uploads only (web, REST, command line)")
     URL = "url", _("HTTP(S) URL pulled on a schedule")
     DIRECTORY = "directory", _("Watched directory")
+    TAXII = "taxii", _("TAXII 2.1 collection pulled on a schedule")
 
 
 class Encoding(models.TextChoices):
@@ -45,6 +46,7 @@ class RunSource(models.TextChoices):
     DEMO = "demo", _("Demo data")
     URL = "url", _("Pulled from a URL")
     DIRECTORY = "directory", _("Watched directory")
+    TAXII = "taxii", _("TAXII collection")
 
 
 # RSIT: taxonomy -> its types (https://github.com/enisaeu/Reference-Security-Incident-Taxonomy-Task-Force).

@@ -66,6 +66,13 @@ class FeedForm(forms.ModelForm):
         help_text=_("Event fields, separated by commas."),
     )
     default_tlp = forms.ChoiceField(label=_("TLP of its events"), choices=TLP_CHOICES)
+    token = forms.CharField(
+        label=_("TAXII token"),
+        required=False,
+        max_length=2000,
+        widget=forms.PasswordInput(render_value=False),
+        help_text=_("The collection's bearer token, kept sealed; leave blank to keep the current one."),
+    )
 
     class Meta:
         model = Feed
@@ -116,6 +123,8 @@ class FeedForm(forms.ModelForm):
         if self.instance.pk:
             data.pop("name", None)
         data["dedup_fields"] = [f.strip() for f in self.cleaned_data["dedup_key"].split(",") if f.strip()]
+        if self.cleaned_data.get("token"):
+            data["token"] = self.cleaned_data["token"]
         return data
 
     def _post_clean(self) -> None:

@@ -104,6 +104,10 @@ class Feed(models.Model):
     next_pull_at = models.DateTimeField(_("next attempt"), null=True, blank=True)
     failures = models.PositiveIntegerField(_("failures in a row"), default=0)
     last_error = models.TextField(_("last error"), blank=True)
+    # A TAXII collection's bearer token, sealed (minga.core.sealed), never shown; and the date
+    # added of the last object received, which the next pull asks to be after.
+    credential = models.TextField(blank=True)
+    cursor = models.CharField(max_length=100, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

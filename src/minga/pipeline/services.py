@@ -23,7 +23,7 @@ from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from minga.core import audit
+from minga.core import audit, sealed
 from minga.core.choices import Role
 from minga.core.models import Membership, Organisation, User
 from minga.core.spreadsheet import neutralise
@@ -58,7 +58,9 @@ FEED_FIELDS = (
     "directory",
     "pull_every",
 )
-PULL_STATE = ("etag", "last_modified", "pulled_at", "next_pull_at", "failures", "last_error")
+
+TOKEN_PURPOSE = "pipeline.feed-token"  # noqa: S105  (a purpose, not a password)
+PULLED_SOURCES = (FeedSource.URL, FeedSource.TAXII)
 RETRY_FIRST_SECONDS = 60  # the first retry of a failed pull; each next one waits twice as long
 RETRY_MAX_SECONDS = 86_400
 MAPPABLE = (*EVENT_FIELDS, "classification")
@@ -150,10 +152,12 @@ def _validate(feed: Feed) -> None:
 
 def _source_errors(feed: Feed) -> dict[str, str]:
     errors: dict[str, str] = {}
-    if feed.source == FeedSource.URL:
+    if feed.source in PULLED_SOURCES:
         problem = sources.check_url(feed.url) if feed.url else _("A feed pulled from a URL names its URL.")
         if problem:
             errors["url"] = problem
+    if feed.source == FeedSource.TAXII and feed.format != FeedFormat.STIX:
+        errors["format"] = _("A TAXII collection gives STIX objects: the feed's format is STIX 2.1.")
     if feed.source == FeedSource.DIRECTORY:
         problem = sources.check_directory(feed.directory)
         if not problem and Feed.objects.filter(directory=feed.directory).exclude(pk=feed.pk).exists():
@@ -169,6 +173,7 @@ def register_feed(actor: User | AnonymousUser | None, owner: Organisation, **fie
     """Register a feed that ``owner`` receives. Analysts and admins of the owner may; audited
     (``pipeline.feed_registered``)."""
     _check_manage(actor, owner)
+    token = fields.pop("token", None)
     unknown = set(fields) - set(FEED_FIELDS)
     if unknown:
         raise ValidationError({name: _("Unknown field.") for name in sorted(unknown)})
@@ -176,6 +181,8 @@ def register_feed(actor: User | AnonymousUser | None, owner: Organisation, **fie
         # Indicators name a domain or a URL as often as an address: all three in the key.
         fields["dedup_fields"] = list(DOCUMENT_DEDUP_FIELDS)
     feed = Feed(owner=owner, **fields)
+    if token:
+        feed.credential = sealed.seal(str(token), TOKEN_PURPOSE)
     _validate(feed)
     with transaction.atomic():
         feed.save()
@@ -184,7 +191,8 @@ def register_feed(actor: User | AnonymousUser | None, owner: Organisation, **fie
             actor=actor,
             obj=feed,
             organisation=owner,
-            details={name: getattr(feed, name) for name in FEED_FIELDS if name != "description"},
+            details={name: getattr(feed, name) for name in FEED_FIELDS if name != "description"}
+            | ({"token": "set"} if token else {}),
         )
     return feed
 
@@ -193,6 +201,7 @@ def change_feed(actor: User | AnonymousUser | None, feed: Feed, **changes: Any) 
     """Change a feed's settings; runs already started keep the options they started with.
     Audited (``pipeline.feed_changed``, with the old and new values)."""
     _check_manage(actor, feed.owner_id)
+    token = changes.pop("token", None)
     unknown = set(changes) - set(FEED_FIELDS)
     if unknown:
         raise ValidationError({name: _("Unknown field.") for name in sorted(unknown)})
@@ -202,9 +211,12 @@ def change_feed(actor: User | AnonymousUser | None, feed: Feed, **changes: Any) 
     _validate(feed)
     if any(before[name] != getattr(feed, name) for name in ("source", "url") if name in changes):
         # Another source: its first pull is unconditional and due now.
-        feed.etag = feed.last_modified = feed.last_error = ""
+        feed.etag = feed.last_modified = feed.last_error = feed.cursor = ""
         feed.failures, feed.next_pull_at = 0, None
     changed = {name: [before[name], value] for name, value in changes.items() if before[name] != value}
+    if token is not None:  # the value is never recorded: only that it was set or cleared
+        feed.credential = sealed.seal(str(token), TOKEN_PURPOSE) if token else ""
+        changed["token"] = ["…", "set" if token else "cleared"]
     with transaction.atomic():
         feed.save()
         if changed:
@@ -452,9 +464,8 @@ def claim_due_pulls(now: datetime | None = None) -> list[int]:
     due = Q(next_pull_at__isnull=True) | Q(next_pull_at__lte=now)
     lease = now + timedelta(seconds=12 * settings.MINGA_PIPELINE_PULL_TIMEOUT + 60)
     claimed = []
-    for feed_id in Feed.objects.filter(due, is_active=True, source=FeedSource.URL).values_list(
-        "pk", flat=True
-    ):
+    pulled = Feed.objects.filter(due, is_active=True, source__in=PULLED_SOURCES)
+    for feed_id in pulled.values_list("pk", flat=True):
         if Feed.objects.filter(due, pk=feed_id).update(next_pull_at=lease):
             claimed.append(feed_id)
     return claimed
@@ -472,7 +483,15 @@ def pull_feed(feed: Feed) -> Run | None:
     time of the next attempt, later after each failure in a row. Audited
     (``pipeline.feed_pulled`` or ``pipeline.feed_pull_failed``)."""
     try:
-        pulled = sources.pull(feed.url, feed.etag, feed.last_modified, runs_folder())
+        if feed.source == FeedSource.TAXII:
+            token = sealed.unseal(feed.credential, TOKEN_PURPOSE) if feed.credential else ""
+            if token is None:
+                raise sources.PullError(
+                    _("The feed's token no longer opens (the node's key changed): set it again.")
+                )
+            pulled = sources.taxii_pull(feed.url, token, feed.cursor, runs_folder())
+        else:
+            pulled = sources.pull(feed.url, feed.etag, feed.last_modified, runs_folder())
     except sources.PullError as exc:
         _pull_failed(feed, str(exc))
         return None
@@ -480,8 +499,11 @@ def pull_feed(feed: Feed) -> Run | None:
         _pulled(feed, None, pulled)
         return None
     name = Path(urlsplit(pulled.url).path).name or f"{feed.name}.pull"
+    origin = RunSource.URL
+    if feed.source == FeedSource.TAXII:
+        name, origin = f"{feed.name}-{timezone.now():%Y%m%dT%H%M%S}.json", RunSource.TAXII
     try:
-        run = start_run(None, feed, sources.pieces(pulled.path), name, source=RunSource.URL)
+        run = start_run(None, feed, sources.pieces(pulled.path), name, source=origin)
     except ValidationError as exc:
         _pull_failed(feed, " ".join(exc.messages))
         return None
@@ -502,6 +524,7 @@ def _pulled(feed: Feed, run: Run | None, pulled: sources.Pulled) -> None:
         Feed.objects.filter(pk=feed.pk).update(
             etag=pulled.etag,
             last_modified=pulled.last_modified,
+            cursor=pulled.cursor,
             pulled_at=now,
             next_pull_at=now + timedelta(seconds=feed.pull_every),
             failures=0,
@@ -516,6 +539,7 @@ def _pulled(feed: Feed, run: Run | None, pulled: sources.Pulled) -> None:
                 "url": pulled.url[:500],
                 "result": "new" if run is not None else "not modified",
                 **({"run": str(run.uuid), "bytes": pulled.size} if run is not None else {}),
+                **({"objects": pulled.objects, "cursor": pulled.cursor} if pulled.cursor else {}),
             },
         )
     feed.refresh_from_db()

@@ -16,11 +16,14 @@ import os
 import socket
 import ssl
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urljoin, urlsplit
+from typing import Any, TypeVar
+from urllib.parse import urlencode, urljoin, urlsplit
 
+import orjson
 from django.conf import settings
 from django.utils.translation import gettext as _
 
@@ -28,6 +31,12 @@ MAX_REDIRECTS = 5
 BLOCK = 1 << 20
 USER_AGENT = "Minga feed pipeline"
 TEMPORARY_SUFFIXES = (".part", ".tmp", ".partial", ".crdownload")
+
+
+T = TypeVar("T")
+TAXII_MEDIA_TYPE = "application/taxii+json;version=2.1"
+TAXII_PAGE = 1000  # objects asked for per page
+TAXII_MAX_PAGES = 10_000
 
 
 class PullError(Exception):
@@ -42,6 +51,8 @@ class Pulled:
     last_modified: str = ""
     url: str = ""  # where the body came from, after redirects
     size: int = 0
+    cursor: str = ""  # TAXII: the date added of the last object received
+    objects: int = 0  # TAXII: how many objects the bundle holds
 
 
 def _addresses(host: str, port: int) -> list[str]:
@@ -100,10 +111,15 @@ def check_url(url: str) -> str:
     return ""
 
 
-def pull(url: str, etag: str, last_modified: str, folder: Path) -> Pulled:
-    """Fetch ``url`` into a temporary file of ``folder``; raises ``PullError``."""
+def _get(
+    url: str,
+    headers: dict[str, str],
+    deadline: float,
+    on_answer: Callable[[http.client.HTTPResponse, str], T],
+) -> T:
+    """GET ``url`` (following redirects, each hop checked) and hand the answer to
+    ``on_answer``; raises ``PullError``."""
     timeout = float(settings.MINGA_PIPELINE_PULL_TIMEOUT)
-    deadline = time.monotonic() + 10 * timeout
     for _hop in range(MAX_REDIRECTS + 1):
         problem = check_url(url)
         if problem:
@@ -114,30 +130,16 @@ def pull(url: str, etag: str, last_modified: str, folder: Path) -> Pulled:
         address = _addresses(host, port)[0]
         kind = _PinnedTLS if parts.scheme == "https" else _Pinned
         connection = kind(host, port, address, timeout)
-        headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
-        if etag:
-            headers["If-None-Match"] = etag
-        if last_modified:
-            headers["If-Modified-Since"] = last_modified
         target = parts.path or "/"
         if parts.query:
             target += "?" + parts.query
         try:
-            connection.request("GET", target, headers=headers)
+            connection.request("GET", target, headers={"User-Agent": USER_AGENT, **headers})
             response = connection.getresponse()
             if response.status in (301, 302, 303, 307, 308) and response.getheader("Location"):
                 url = urljoin(url, response.getheader("Location", ""))
-                connection.close()
                 continue
-            if response.status == 304:
-                connection.close()
-                return Pulled(304, etag=etag, last_modified=last_modified, url=url)
-            if response.status != 200:
-                raise PullError(
-                    _("%(url)s answered %(status)s %(reason)s.")
-                    % {"url": url[:200], "status": response.status, "reason": response.reason[:100]}
-                )
-            return _keep(response, folder, deadline, url)
+            return on_answer(response, url)
         except (OSError, http.client.HTTPException) as exc:
             raise PullError(
                 _("%(url)s: %(error)s") % {"url": url[:200], "error": str(exc)[:300] or type(exc).__name__}
@@ -145,6 +147,33 @@ def pull(url: str, etag: str, last_modified: str, folder: Path) -> Pulled:
         finally:
             connection.close()
     raise PullError(_("More than %(n)s redirects.") % {"n": MAX_REDIRECTS})
+
+
+def _refused(response: http.client.HTTPResponse, url: str) -> PullError:
+    return PullError(
+        _("%(url)s answered %(status)s %(reason)s.")
+        % {"url": url[:200], "status": response.status, "reason": response.reason[:100]}
+    )
+
+
+def pull(url: str, etag: str, last_modified: str, folder: Path) -> Pulled:
+    """Fetch ``url`` into a temporary file of ``folder``, unless it has not changed since the
+    answer that had ``etag`` and ``last_modified`` (status 304); raises ``PullError``."""
+    deadline = time.monotonic() + 10 * float(settings.MINGA_PIPELINE_PULL_TIMEOUT)
+    headers = {"Accept-Encoding": "identity"}
+    if etag:
+        headers["If-None-Match"] = etag
+    if last_modified:
+        headers["If-Modified-Since"] = last_modified
+
+    def answer(response: http.client.HTTPResponse, where: str) -> Pulled:
+        if response.status == 304:
+            return Pulled(304, etag=etag, last_modified=last_modified, url=where)
+        if response.status != 200:
+            raise _refused(response, where)
+        return _keep(response, folder, deadline, where)
+
+    return _get(url, headers, deadline, answer)
 
 
 def _keep(response: http.client.HTTPResponse, folder: Path, deadline: float, url: str) -> Pulled:
@@ -179,6 +208,84 @@ def _keep(response: http.client.HTTPResponse, folder: Path, deadline: float, url
         url=url,
         size=size,
     )
+
+
+def taxii_pull(url: str, token: str, added_after: str, folder: Path) -> Pulled:
+    """The objects a TAXII 2.1 collection (``url``, the collection's own URL) added after
+    ``added_after``, every page of them, written as one STIX bundle into a temporary file of
+    ``folder``; status 304 when there is none. The cursor to ask from next time is the server's
+    ``X-TAXII-Date-Added-Last``. Raises ``PullError``."""
+    deadline = time.monotonic() + 10 * float(settings.MINGA_PIPELINE_PULL_TIMEOUT)
+    limit = settings.MINGA_PIPELINE_PULL_MAX_BYTES
+    headers = {"Accept": TAXII_MEDIA_TYPE, "Accept-Encoding": "identity"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    objects_url = url.rstrip("/") + "/objects/"
+    path = folder / f".taxii-{os.getpid()}-{time.monotonic_ns()}.part"
+    pulled = Pulled(200, path=path, url=url, cursor=added_after)
+    after, next_key = added_after, ""
+    try:
+        with path.open("wb") as out:
+            out.write(b'{"type":"bundle","id":"bundle--%s","objects":[' % str(uuid.uuid4()).encode())
+            for _page in range(TAXII_MAX_PAGES):
+                query = {"limit": str(TAXII_PAGE)}
+                if next_key:
+                    query["next"] = next_key
+                elif after:
+                    query["added_after"] = after
+                envelope, last = _get(
+                    f"{objects_url}?{urlencode(query)}",
+                    headers,
+                    deadline,
+                    lambda response, where: _envelope(response, where, limit - pulled.size, pulled),
+                )
+                for obj in envelope.get("objects") or []:
+                    out.write((b"," if pulled.objects else b"") + orjson.dumps(obj))
+                    pulled.objects += 1
+                pulled.cursor = last or pulled.cursor
+                if envelope.get("more") is not True:
+                    break
+                next_key = str(envelope.get("next") or "")
+                if not next_key:  # paging by date added when the server names no next page
+                    if not last or last == after:
+                        break
+                    after = last
+            out.write(b"]}")
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    if not pulled.objects:
+        path.unlink(missing_ok=True)
+        return Pulled(304, url=url, cursor=pulled.cursor)
+    return pulled
+
+
+def _envelope(
+    response: http.client.HTTPResponse, url: str, room: int, pulled: Pulled
+) -> tuple[dict[str, Any], str]:
+    if response.status in (401, 403):
+        raise PullError(
+            _("%(url)s refused the feed's credentials (%(status)s): set the feed's token.")
+            % {"url": url[:200], "status": response.status}
+        )
+    if response.status != 200:
+        raise _refused(response, url)
+    body = response.read(room + 1)
+    if len(body) > room:
+        raise PullError(
+            _("The collection's objects are larger than the %(limit)s bytes this node takes.")
+            % {"limit": settings.MINGA_PIPELINE_PULL_MAX_BYTES}
+        )
+    pulled.size += len(body)
+    try:
+        envelope = orjson.loads(body) if body.strip() else {}
+    except orjson.JSONDecodeError as exc:
+        raise PullError(
+            _("%(url)s answered no TAXII envelope: %(error)s") % {"url": url[:200], "error": str(exc)[:200]}
+        ) from None
+    if not isinstance(envelope, dict) or not isinstance(envelope.get("objects", []), list):
+        raise PullError(_("%(url)s answered no TAXII envelope.") % {"url": url[:200]})
+    return envelope, (response.getheader("X-TAXII-Date-Added-Last") or "")[:100]
 
 
 def pieces(path: Path) -> Iterator[bytes]:

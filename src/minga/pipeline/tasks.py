@@ -61,11 +61,10 @@ def pull_feed(feed_id: int) -> str:
     from minga.pipeline.choices import FeedSource
     from minga.pipeline.models import Feed
 
-    feed = (
-        Feed.objects.select_related("owner").filter(pk=feed_id, is_active=True, source=FeedSource.URL).first()
-    )
+    pulled = (FeedSource.URL, FeedSource.TAXII)
+    feed = Feed.objects.select_related("owner").filter(pk=feed_id, is_active=True, source__in=pulled).first()
     if feed is None:
-        return f"feed {feed_id}: not an active URL feed"
+        return f"feed {feed_id}: not an active URL or TAXII feed"
     run = services.pull_feed(feed)
     if run is not None:
         return f"feed {feed.name}: run {run.uuid} ({run.status})"

@@ -260,3 +260,31 @@ def test_a_stix_feed_registered_and_a_bundle_uploaded_through_the_api(
     )
     assert garbage.status_code == 201 and garbage.json()["status"] == "failed"
     assert "not valid JSON" in garbage.json()["message"]
+
+
+def test_a_taxii_feed_token_is_write_only(world):
+    client = Client()
+    body = {
+        "name": "peer-feed",
+        "owner": "hub",
+        "format": "stix",
+        "source": "taxii",
+        "url": "https://taxii.example/api1/collections/c1/",
+        "token": "very-secret",
+    }
+    created = client.post(f"{API}/feeds", body, content_type="application/json", headers=world["hub"])
+    assert created.status_code == 201, created.content
+    assert created.json()["has_token"] is True and "very-secret" not in created.content.decode()
+    shown = client.get(f"{API}/feeds/peer-feed", headers=world["hub"])
+    assert shown.json()["source"] == "taxii" and "very-secret" not in shown.content.decode()
+    assert client.get(f"{API}/feeds/peer-feed", headers=world["team"]).status_code == 404
+    entry = AuditEntry.objects.filter(action="pipeline.feed_registered").latest("pk")
+    assert entry.details["token"] == "set" and "very-secret" not in json.dumps(entry.details)
+    cleared = client.patch(
+        f"{API}/feeds/peer-feed", {"token": ""}, content_type="application/json", headers=world["hub"]
+    )
+    assert cleared.json()["has_token"] is False
+    wrong = client.patch(
+        f"{API}/feeds/peer-feed", {"format": "csv"}, content_type="application/json", headers=world["hub"]
+    )
+    assert wrong.status_code == 400 and "TAXII collection gives STIX objects" in wrong.content.decode()

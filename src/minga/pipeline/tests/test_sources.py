@@ -296,3 +296,128 @@ def test_the_schedule_queues_the_pulls_and_sweeps_the_directories(make_org, serv
     assert tasks.pull_feed.call(feed.pk).startswith("feed scan-report: run ")
     assert tasks.pull_feed.call(feed.pk) == "feed scan-report: not modified"
     assert tasks.watch_directories.call() == "read 0 files"
+
+
+# --- TAXII collections -------------------------------------------------------------------------
+
+TAXII_TOKEN = "s3cret-token"
+TAXII_OBJECTS = [
+    {
+        "type": "indicator",
+        "spec_version": "2.1",
+        "id": f"indicator--00000000-0000-4000-8000-00000000000{n}",
+        "created": "2026-01-09T00:00:00.000Z",
+        "modified": "2026-01-09T00:00:00.000Z",
+        "valid_from": "2026-01-10T08:00:00Z",
+        "pattern_type": "stix",
+        "pattern": f"[ipv4-addr:value = '192.0.2.{n}']",
+    }
+    for n in (1, 2, 3)
+]
+ADDED = ["2026-01-10T08:00:00.000Z", "2026-01-10T08:00:01.000Z", "2026-01-10T08:00:02.000Z"]
+
+
+class Collection(BaseHTTPRequestHandler):
+    """A TAXII 2.1 collection: its objects two a page (``next``), each page naming the date
+    added of its last object; a bearer token required; ``added_after`` honoured."""
+
+    requests: list[str] = []
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        from urllib.parse import parse_qs, urlsplit
+
+        type(self).requests.append(self.path)
+        parts = urlsplit(self.path)
+        if parts.path != "/api1/collections/c1/objects/":
+            return self._send(404, {"title": "no such collection"})
+        if self.headers.get("Authorization") != f"Bearer {TAXII_TOKEN}":
+            return self._send(401, {"title": "unauthorised"})
+        query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        start = (
+            int(query["next"])
+            if "next" in query
+            else sum(1 for a in ADDED if a <= query.get("added_after", ""))
+        )
+        page = list(range(start, min(start + 2, len(TAXII_OBJECTS))))
+        if not page:
+            return self._send(200, {})
+        more = page[-1] + 1 < len(TAXII_OBJECTS)
+        envelope = {"more": more, "objects": [TAXII_OBJECTS[i] for i in page]}
+        if more:
+            envelope["next"] = str(page[-1] + 1)
+        self._send(200, envelope, {"X-TAXII-Date-Added-Last": ADDED[page[-1]]})
+
+    def _send(self, status: int, document: dict, headers: dict[str, str] | None = None) -> None:
+        import json
+
+        body = json.dumps(document).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/taxii+json;version=2.1")
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def taxii(pulls):
+    Collection.requests = []
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Collection)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/api1/collections/c1/"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_a_taxii_collection_is_pulled_page_by_page_from_where_it_stopped(make_org, taxii):
+    team = constituency(make_org("demo-a"), "192.0.2.0/24")
+    hub = make_org("hub")
+    with pytest.raises(ValidationError) as caught:
+        scan_feed(hub, source="taxii", url=taxii)  # a CSV feed cannot read STIX
+    assert "format" in caught.value.message_dict
+    feed = services.register_feed(
+        None,
+        hub,
+        name="peer-c1",
+        format="stix",
+        classification_type="c2-server",
+        source="taxii",
+        url=taxii,
+        token="wrong",
+    )
+    assert feed.credential and TAXII_TOKEN not in feed.credential and "wrong" not in feed.credential
+    assert _pull(feed.name) is None  # refused: the wrong token
+    feed.refresh_from_db()
+    assert "refused the feed's credentials (401)" in feed.last_error and feed.failures == 1
+    services.change_feed(None, feed, token=TAXII_TOKEN)
+    assert AuditEntry.objects.filter(action="pipeline.feed_changed").latest("pk").details == {
+        "token": ["…", "set"]
+    }
+    run = _pull(feed.name)
+    assert run is not None and run.source == RunSource.TAXII
+    run = services.run_inline(run)
+    assert (run.status, run.read, run.parsed, run.routed) == (RunStatus.DONE, 3, 3, 3)
+    assert Event.objects.filter(run=run, recipient_organisations=team).count() == 3
+    feed.refresh_from_db()
+    assert (feed.cursor, feed.failures, feed.last_error) == (ADDED[2], 0, "")
+    assert Collection.requests[-2:] == [
+        "/api1/collections/c1/objects/?limit=1000",
+        "/api1/collections/c1/objects/?limit=1000&next=2",
+    ]
+    assert _pull(feed.name) is None  # nothing added since: no run
+    assert "added_after=2026-01-10T08%3A00%3A02.000Z" in Collection.requests[-1]
+    TAXII_OBJECTS.append({**TAXII_OBJECTS[0], "id": "indicator--00000000-0000-4000-8000-000000000004",
+                          "pattern": "[ipv4-addr:value = '192.0.2.4']"})  # fmt: skip
+    ADDED.append("2026-01-10T09:00:00.000Z")
+    try:
+        later = _pull(feed.name)
+        assert later is not None and services.run_inline(later).parsed == 1
+        assert Event.objects.filter(source_ip="192.0.2.4").exists()
+    finally:
+        TAXII_OBJECTS.pop()
+        ADDED.pop()
+    assert Run.objects.filter(feed=feed).count() == 2

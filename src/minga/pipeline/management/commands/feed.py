@@ -59,8 +59,15 @@ class Command(BaseCommand):
                 "--dedup-key", metavar="FIELD,FIELD", help="the fields of the de-duplication key"
             )
             sub.add_argument("--retention-days", type=int, metavar="DAYS")
-            sub.add_argument("--source", choices=FeedSource.values, help="upload (default), url or directory")
-            sub.add_argument("--url", help="with --source url: the http(s) URL pulled on a schedule")
+            sub.add_argument(
+                "--source", choices=FeedSource.values, help="upload (default), url, directory or taxii"
+            )
+            sub.add_argument(
+                "--url", help="with --source url: the URL pulled; with --source taxii: the collection's URL"
+            )
+            sub.add_argument(
+                "--token", help="with --source taxii: the collection's bearer token ('' clears it)"
+            )
             sub.add_argument(
                 "--directory", help="with --source directory: a folder under MINGA_PIPELINE_INBOX"
             )
@@ -102,6 +109,7 @@ class Command(BaseCommand):
             "url": "url",
             "directory": "directory",
             "pull_every": "pull_every",
+            "token": "token",
         }
         for option, name in simple.items():
             if options.get(option) is not None:
@@ -174,7 +182,7 @@ class Command(BaseCommand):
         document = {"name": feed.name, "owner": feed.owner.short_name, **feed.options(), "runs": runs}
         document |= {"default_tlp": feed.default_tlp, "retention_days": feed.retention_days}
         document |= {"source": feed.source, "url": feed.url, "directory": feed.directory}
-        if feed.source == FeedSource.URL:
+        if feed.source in (FeedSource.URL, FeedSource.TAXII):
             document |= {
                 "pull_every": feed.pull_every,
                 "pulled_at": feed.pulled_at.isoformat() if feed.pulled_at else None,
@@ -209,7 +217,7 @@ class Command(BaseCommand):
 
     def _pull(self, options: dict[str, Any]) -> None:
         feed = self._feed(options["name"])
-        if feed.source != FeedSource.URL:
+        if feed.source not in (FeedSource.URL, FeedSource.TAXII):
             raise CommandError(
                 f"The feed {feed.name} is not pulled from a URL (its source is {feed.source})."
             )
