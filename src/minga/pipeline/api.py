@@ -206,9 +206,12 @@ class ReprocessOut(Schema):
 
 UPLOAD_BODY = {
     "required": True,
-    "description": "The file, as the feed's format (CSV or JSON lines) in its encoding",
+    "description": (
+        "The file, as the feed's format in its encoding: CSV, JSON lines, IntelMQ events (one a line "
+        "or a JSON array), a STIX 2.1 bundle or a MISP event JSON"
+    ),
     "content": {
-        # A JSON object is a JSON-lines file of one line.
+        # A JSON object is a JSON-lines file of one line, a STIX bundle or a MISP event.
         "application/json": {"schema": {"type": "object"}},
         "text/csv": {"schema": {"type": "string"}},
         "application/x-ndjson": {"schema": {"type": "string"}},

@@ -421,3 +421,63 @@ def test_a_taxii_collection_is_pulled_page_by_page_from_where_it_stopped(make_or
         TAXII_OBJECTS.pop()
         ADDED.pop()
     assert Run.objects.filter(feed=feed).count() == 2
+
+
+def _certificate(folder: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key, as PEM files."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "feeds.test")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_path, key_path
+
+
+def test_an_https_source_is_verified_and_pulled(make_org, pulls, tmp_path, monkeypatch):
+    import ssl
+
+    cert, key = _certificate(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Source)
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        url = f"https://127.0.0.1:{httpd.server_address[1]}/feed.csv"
+        feed = scan_feed(make_org("hub"), source="url", url=url)
+        assert _pull(feed.name) is None  # a certificate no authority vouches for
+        feed.refresh_from_db()
+        assert "CERTIFICATE_VERIFY_FAILED" in feed.last_error
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # now the node trusts it
+        run = _pull(feed.name)
+        assert run is not None and Path(run.path).read_bytes() == FEED_BODY
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
