@@ -82,6 +82,8 @@ class Prepared:
     def note(self) -> str:
         """What the run's page says of the document: where it broke off, what was not read."""
         notes = []
+        if not self.records and not self.error:
+            notes.append(_("The document holds nothing that could be an event."))
         if self.error:
             notes.append(self.error + " " + _("The %(n)s records before it are read.") % {"n": self.records})
         if self.skipped:
@@ -137,13 +139,17 @@ def _intelmq_records(stream: IO[bytes], prepared: Prepared) -> Iterator[Any]:
 def _stix_records(stream: IO[bytes], prepared: Prepared) -> Iterator[Any]:
     envelope: dict[str, Any] = {}
     for prefix, event, value in ijson.parse(stream):
+        if prefix == "" and event == "end_map":
+            break
         if prefix == "" and event not in ("start_map", "map_key"):
             raise ValueError(_("This is not a STIX bundle: the document is not a JSON object."))
         if prefix == "" and event == "map_key" and value == "objects":
+            envelope["objects"] = True
             break
         if prefix == "type" and event == "string":
             envelope["type"] = value
-    if envelope.get("type") != "bundle":
+    # Producers put the type first; a bundle whose objects come first is still read.
+    if envelope.get("type", "bundle" if envelope.get("objects") else None) != "bundle":
         raise ValueError(_('This is not a STIX bundle: a bundle is {"type": "bundle", "objects": [...]}.'))
     stream.seek(0)
     for obj in ijson.items(stream, "objects.item", use_float=True):

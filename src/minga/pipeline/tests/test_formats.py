@@ -227,10 +227,19 @@ def test_what_is_not_a_stix_bundle_fails_the_run_with_the_reason(make_org):
         ('{"type": "report", "objects": []}', "not a STIX bundle"),
         ("[1, 2]", "not a STIX bundle"),
         ("\x89PNG garbage", "not valid JSON"),
+        ('{"hello": 1}', "not a STIX bundle"),
     ):
         run = ingest(feed, text)
         assert run.status == RunStatus.FAILED and reason in run.message, run.message
-    assert Event.objects.count() == 0
+    for text in (
+        '{"type": "bundle", "id": "bundle--00000000-0000-4000-8000-000000000000"}',
+        '{"objects": []}',
+    ):
+        run = ingest(feed, text)
+        assert run.status == RunStatus.DONE and "nothing that could be an event" in run.message
+    late = ingest(feed, '{"objects": [{"type": "domain-name", "value": "x.example"}], "type": "bundle"}')
+    assert (late.status, late.parsed) == (RunStatus.DONE, 1)
+    assert Event.objects.count() == 1
 
 
 def test_dead_letters_of_a_bundle_are_read_again_after_the_mapping_is_fixed(make_org):
