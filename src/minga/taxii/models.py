@@ -133,3 +133,27 @@ class Peer(models.Model):
     @property
     def pushes(self) -> bool:
         return self.direction in (Direction.PUSH, Direction.BOTH)
+
+
+class MispFeedEvent(models.Model):
+    """An event of a MISP feed peer (kind ``misp``) as this node last pulled it: the manifest's
+    ``timestamp`` then, so the next pull fetches only events that are new or changed
+    (``minga.taxii.mispfeed.pull``). ``error`` holds why an event file was refused."""
+
+    peer = models.ForeignKey(Peer, on_delete=models.CASCADE, related_name="misp_events")
+    event_uuid = models.UUIDField(_("event"))
+    timestamp = models.BigIntegerField(_("timestamp in the manifest"))
+    accepted = models.PositiveIntegerField(_("objects stored"), default=0)
+    error = models.TextField(_("why it was refused"), blank=True)
+    pulled_at = models.DateTimeField(_("pulled"), auto_now=True)
+
+    class Meta:
+        ordering = ["peer", "-timestamp"]
+        verbose_name = _("MISP feed event")
+        verbose_name_plural = _("MISP feed events")
+        constraints = [
+            models.UniqueConstraint(fields=["peer", "event_uuid"], name="taxii_one_state_per_feed_event")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.peer_id}: {self.event_uuid} @ {self.timestamp}"
