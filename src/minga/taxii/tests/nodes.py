@@ -124,6 +124,21 @@ class Node:
             self.server.wait(timeout=20)
         self.server = None
 
+    def share(self, organisation: str, *objects: dict[str, Any], tlp: str = "green") -> None:
+        """``organisation`` shares ``objects`` on this node (imported by its operator)."""
+        bundle = json.dumps(
+            {"type": "bundle", "id": "bundle--5d2a57f4-4b0e-4b8a-8a32-8c0d2f1b3c4d", "objects": objects}
+        )
+        self.python(
+            f"""
+            import io
+            from minga.core.models import Organisation
+            from minga.intel import services
+            owner = Organisation.objects.get(short_name={organisation!r})
+            result = services.import_bundle(None, owner, io.BytesIO({bundle.encode()!r}), {tlp!r}).accepted
+            """
+        )
+
     def objects(self) -> list[dict[str, Any]]:
         """Every stored version: id, origin organisation, TLP, recipients, provenance."""
         return self.python(

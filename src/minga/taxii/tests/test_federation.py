@@ -14,9 +14,10 @@ from stix2validator import ValidationOptions, validate_instance
 
 from minga.core.choices import TLP
 from minga.core.models import AuditEntry, Organisation
+from minga.intel import queries
 from minga.intel import services as intel_services
 from minga.intel.models import StixObject
-from minga.intel.tests.bundles import indicator, stream
+from minga.intel.tests.bundles import TS, indicator, sighting, stream
 from minga.taxii import federation
 from minga.taxii.models import Peer
 from minga.taxii.tests.conftest import store
@@ -91,17 +92,7 @@ def test_each_node_receives_what_the_rule_allows_with_provenance(
     assert on_b[green["id"]]["tlp"] == TLP.GREEN and on_b[strict["id"]]["tlp"] == TLP.AMBER_STRICT
 
     # caribe shares on B; A syncs (pull, then push): A gets B's object, B gets nothing twice.
-    node_b.python(
-        f"""
-        import io, json
-        from minga.core.models import Organisation
-        from minga.intel import services
-        bundle = {{"type": "bundle", "id": "bundle--0d2a57f4-4b0e-4b8a-8a32-8c0d2f1b3c4d",
-                   "objects": [{orjson.dumps(indicator("203.0.113.9")).decode()}]}}
-        services.import_bundle(None, Organisation.objects.get(short_name="caribe"),
-                               io.BytesIO(json.dumps(bundle).encode()), "green")
-        """
-    )
+    node_b.share("caribe", indicator("203.0.113.9"))
     outcome = federation.sync(peer_b)
     assert not outcome.error, outcome.error
     assert outcome.pulled == 1  # B's own object; A's objects are never offered back to A
@@ -119,6 +110,25 @@ def test_each_node_receives_what_the_rule_allows_with_provenance(
     assert "pulled 0, pushed 0" in node_b.minga("sync", "node-a").stdout
     assert len(node_b.objects()) == 4 and StixObject.objects.count() == 6
     assert AuditEntry.objects.filter(action="federation.served").exists()
+
+
+def test_sightings_are_merged_across_nodes(
+    live_server: Any, node_b: Node, a_orgs: dict[str, Organisation], make_user: Any
+) -> None:
+    andina = a_orgs["andina"]
+    shared = indicator("198.51.100.40")
+    store(andina, shared, tlp=TLP.GREEN)
+    store(andina, sighting(shared["id"], count=3, first=TS, last=TS), tlp=TLP.GREEN)
+    peer_b = pair(live_server, node_b)
+    node_b.minga("sync", "node-a")
+    # caribe's team, on B, saw it five more times, later.
+    later = "2026-02-01T08:00:00.000Z"
+    node_b.share("caribe", sighting(shared["id"], count=5, first=later, last=later))
+    assert federation.sync(peer_b).pulled == 1
+    reader = make_user("ana", andina)
+    summary, _rows = queries.sightings(reader, shared["id"])
+    assert (summary.sightings, summary.count) == (2, 8)
+    assert summary.last_seen.isoformat().startswith("2026-02-01T08:00")
 
 
 def test_what_a_peer_is_served_passes_the_stix_validator(
