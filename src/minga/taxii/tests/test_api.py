@@ -32,9 +32,7 @@ def _node(settings: Any) -> None:
     settings.MINGA_NODE_ID = "node-a"
 
 
-def call(
-    headers: dict[str, str], method: str, path: str, body: Any = None
-) -> tuple[int, Any, str]:
+def call(headers: dict[str, str], method: str, path: str, body: Any = None) -> tuple[int, Any, str]:
     client = Client()
     kwargs: dict[str, Any] = {"headers": headers}
     if body is not None:
@@ -110,7 +108,7 @@ def test_removing_a_peer_revokes_its_access(cast: Cast, admin_headers: dict[str,
     assert not Peer.objects.filter(name="node-b").exists()
     assert AuditEntry.objects.filter(action="federation.peer_removed").count() == 1
     assert Client().get("/api/v1/me", headers={"Authorization": f"Bearer {new.token}"}).status_code == 401
-    status, body, _text = call(admin_headers, "delete", "/peers/node-b")
+    status, _body, _text = call(admin_headers, "delete", "/peers/node-b")
     assert status == 404
 
 
@@ -151,9 +149,7 @@ def test_a_duplicate_name_and_bad_shapes_are_refused(cast: Cast, admin_headers: 
     assert Peer.objects.count() == 1
 
 
-def test_an_analyst_may_not_see_or_manage_peers(
-    cast: Cast, bearer: Callable[[User], dict[str, str]]
-) -> None:
+def test_an_analyst_may_not_see_or_manage_peers(cast: Cast, bearer: Callable[[User], dict[str, str]]) -> None:
     federation.add_peer(None, name="node-b", url=PEER_URL, hosts=["caribe"])
     analyst = bearer(cast.ana.user)
     for method, path, body in (
