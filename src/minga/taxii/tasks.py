@@ -26,10 +26,11 @@ def sync_peer(peer_id: int) -> str:
     return f"pulled {outcome.pulled}, pushed {outcome.pushed}"
 
 
-@schedule.every(timedelta(minutes=1), name="taxii.sync_peers")
+@schedule.every(timedelta(seconds=10), name="taxii.sync_peers")
 @background_task()
 def sync_due_peers() -> str:
-    """Every minute: queue a sync of each active peer whose next attempt is due."""
+    """Every ten seconds: queue a sync of each active peer whose next attempt is due (its
+    interval after a success, its backoff after a failure)."""
     from minga.taxii import federation
 
     ids = list(federation.due_peers().values_list("pk", flat=True))
