@@ -20,6 +20,7 @@ relationships, reports, marking definitions...) are counted in the run's message
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -119,7 +120,7 @@ def prepare(fmt: str, source: Path, target: Path) -> Prepared:
     with source.open("rb") as stream, target.open("wb") as out:
         try:
             for record in reader(stream, prepared):
-                out.write(orjson.dumps(record, default=str) + b"\n")
+                out.write(_line(record, prepared.records + 1) + b"\n")
                 prepared.records += 1
         except (ijson.JSONError, ijson.IncompleteJSONError, UnicodeDecodeError) as exc:
             prepared.error = _("The file is not valid JSON after record %(n)s: %(error)s") % {
@@ -129,6 +130,23 @@ def prepare(fmt: str, source: Path, target: Path) -> Prepared:
             if not prepared.records:
                 raise ValueError(prepared.error) from None
     return prepared
+
+
+def _line(record: Any, number: int) -> bytes:
+    """One record as a line of JSON; one that JSON cannot hold (nested too deep, a number out of
+    range) as a line that is not JSON, which the parse step keeps as a dead letter that says so."""
+    try:
+        return orjson.dumps(record, default=str)
+    except orjson.JSONEncodeError:
+        try:
+            return json.dumps(record, default=str, ensure_ascii=False).encode()
+        except (ValueError, TypeError, RecursionError) as exc:
+            reason = _("Record %(n)s cannot be read: %(error)s") % {"n": number, "error": str(exc)[:200]}
+            return reason.replace("\n", " ").encode()
+
+
+def _listed(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def _intelmq_records(stream: IO[bytes], prepared: Prepared) -> Iterator[Any]:
@@ -182,10 +200,13 @@ def _misp_records(stream: IO[bytes], prepared: Prepared) -> Iterator[Any]:
             key: data[key] for key in ("uuid", "info", "date", "timestamp", "distribution") if key in data
         }
         context["Tag"] = _tag_names(data)
-        attributes = [a for a in data.get("Attribute") or [] if isinstance(a, dict)]
-        for obj in data.get("Object") or []:
+        attributes = list(_listed(data.get("Attribute")))
+        for obj in _listed(data.get("Object")):
             if isinstance(obj, dict):
-                attributes += [{**a, "object": obj.get("name")} for a in obj.get("Attribute") or []]
+                attributes += [
+                    {**a, "object": obj.get("name")} if isinstance(a, dict) else a
+                    for a in _listed(obj.get("Attribute"))
+                ]
         if not attributes:
             prepared.skipped[_("events without attributes")] = (
                 prepared.skipped.get(_("events without attributes"), 0) + 1
@@ -195,9 +216,7 @@ def _misp_records(stream: IO[bytes], prepared: Prepared) -> Iterator[Any]:
 
 
 def _tag_names(entity: dict[str, Any]) -> list[str]:
-    tags = entity.get("Tag") or []
-    if not isinstance(tags, list):
-        return []
+    tags = _listed(entity.get("Tag"))
     return [str(t.get("name") if isinstance(t, dict) else t) for t in tags if t]
 
 
@@ -401,7 +420,7 @@ def misp_values(record: dict[str, Any], options: dict[str, Any], mapping: dict[s
     pieces = value.rsplit("|", 1) if len(targets) == 2 else [value]
     if len(pieces) != len(targets):
         raise Bad("value", _("%(value)s is not a %(type)s value.") % {"value": value[:80], "type": kind})
-    tags = _tag_names(attribute) + [str(t) for t in event.get("Tag") or []]
+    tags = _tag_names(attribute) + [str(t) for t in _listed(event.get("Tag"))]
     level = misp.tlp_of_tags(tags)
     if level is None:
         distribution = attribute.get("distribution", event.get("distribution"))

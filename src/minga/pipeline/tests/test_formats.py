@@ -365,3 +365,26 @@ def test_a_document_feed_kept_file_and_lines_file_go_with_the_feed(make_org):
     assert Path(rerun.lines_path).is_file()
     services.delete_feed(None, feed)
     assert not raw.exists() and not lines.exists()
+
+
+def test_odd_documents_give_dead_letters_not_crashes(make_org):
+    feed = services.register_feed(None, make_org("hub"), name="misp-feed", format="misp")
+    odd = {"Event": {"info": "odd", "Attribute": 5, "Object": [{"name": "x", "Attribute": [1, "two"]}, 7]}}
+    run = ingest(feed, json.dumps([odd, {"Event": {"Attribute": [3, {"type": "ip-dst", "value": 4}]}}]))
+    assert run.status == RunStatus.DONE, run.message
+    assert (run.read, run.parsed, run.invalid) == (4, 0, 4)
+    reasons = {reason for _field, reason in _letters(run).values()}
+    assert "Not a MISP attribute with its event." in reasons
+    assert any("4 is not an IP address" in r for r in reasons)
+    stix_feed = services.register_feed(None, make_org("other"), name="stix-feed", format="stix")
+    deep = '{"type": "ipv4-addr", "value": "192.0.2.1", "x": ' + '{"a": ' * 3000 + "1" + "}" * 3001
+    big = {"type": "ipv4-addr", "value": "192.0.2.10", "x_big": 2**70}
+    text = _bundle({"type": "ipv4-addr", "value": "192.0.2.9"}, "DEEP", 5, big).replace('"DEEP"', deep)
+    run = ingest(stix_feed, text)
+    # The JSON reader stops at a number past 64 bits: what came before it is read, and said.
+    assert run.status == RunStatus.DONE and "integer overflow" in run.message, run.message
+    assert "The 3 records before it are read." in run.message
+    assert list(Event.objects.filter(run=run).values_list("source_ip", flat=True)) == ["192.0.2.9"]
+    letters = _letters(run)
+    assert set(letters) == {2, 3} and "not a JSON object" in letters[3][1]
+    assert "cannot be read" in letters[2][1] or "Not valid JSON" in letters[2][1]
