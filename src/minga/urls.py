@@ -15,6 +15,7 @@ urlpatterns = [
     path("assistance/", include("minga.assistance.urls")),
     path("pipeline/", include("minga.pipeline.urls")),
     path("taxii2/", include("minga.taxii.urls")),
+    path("federation/misp-feed/", include("minga.taxii.feed_urls")),
     path("federation/", include("minga.taxii.federation_urls")),
     path(".well-known/security.txt", directory_views.well_known_security_txt, name="security_txt"),
     path("", include("minga.core.urls")),
