@@ -151,6 +151,8 @@ class RequestIn(StrictInput):
 
 
 class RequestPatch(StrictInput):
+    requested_state: StateCode | None = Field(None, description="Ask this state's national CSIRT instead")
+    requested_organisation: ShortNameText | None = Field(None, description="Ask this organisation instead")
     kind: RequestKind | None = None
     priority: Priority | None = None
     subject: str | None = Field(None, min_length=1, max_length=services.MAX_SUBJECT)
@@ -375,7 +377,13 @@ def update_request(request: HttpRequest, reference: Reference, payload: RequestP
     given = payload.dict(exclude_unset=True)
     if any(value is None for value in given.values()):
         raise ValidationError(_("Fields cannot be set to null."))
-    return _shown(services.update_draft(_user(request), item, **given), True)
+    state = _state(given.pop("requested_state", None))
+    name = given.pop("requested_organisation", None)
+    target = _organisation(request, name, "requested_organisation") if name else None
+    updated = services.update_draft(
+        _user(request), item, requested_state=state, requested_organisation=target, **given
+    )
+    return _shown(updated, True)
 
 
 @router.post("/{reference}/submit", response=RequestOut)

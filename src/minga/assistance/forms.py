@@ -46,9 +46,12 @@ class RequestForm(forms.Form):
     )
     legal_reference = forms.CharField(label=_("Legal reference"), required=False, max_length=200)
 
-    def __init__(self, user: User, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, user: User, *args: Any, editing: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.user = user
+        if editing:  # a draft keeps its requesting organisation
+            del self.fields["organisation"]
+            return
         own = services.working_organisation_ids(user)
         field = self.fields["organisation"]
         field.queryset = Organisation.objects.filter(pk__in=own)  # type: ignore[attr-defined]

@@ -60,6 +60,7 @@ if TYPE_CHECKING:
 
 WORKING_ROLES = (Role.NODE_ADMIN, Role.ORG_ADMIN, Role.ANALYST, Role.LIAISON)
 MAX_TEXT = 8000
+CONTENT_FIELDS = ("kind", "priority", "subject", "description", "legal_basis", "legal_reference")
 MAX_SUBJECT = 200
 DEFAULT_MAX_ATTACHMENT_BYTES = 8 * 1024 * 1024
 CLAIM_SECONDS = 600
@@ -469,24 +470,42 @@ def create_request(
 
 
 @transaction.atomic
-def update_draft(actor: Actor, request: AssistanceRequest, **changes: Any) -> AssistanceRequest:
-    """Change a draft's kind, priority, subject, description or legal basis. The requesting
-    organisation's analysts; audited as ``assistance.update`` (which fields, not their text)."""
+def update_draft(
+    actor: Actor,
+    request: AssistanceRequest,
+    *,
+    requested_state: MemberState | None = None,
+    requested_organisation: Organisation | None = None,
+    **changes: Any,
+) -> AssistanceRequest:
+    """Change a draft's kind, priority, subject, description or legal basis, or whom it asks (a
+    state's national CSIRT, or a named organisation). The requesting organisation's analysts;
+    audited as ``assistance.update`` (which fields, not their text)."""
     _require_requesting(actor, request)
     _require_status(request, [RequestStatus.DRAFT], _("changed"))
-    unknown = set(changes) - {"kind", "priority", "subject", "description", "legal_basis", "legal_reference"}
+    unknown = set(changes) - set(CONTENT_FIELDS)
     if unknown:
         raise ValidationError(_("These fields cannot be changed: %(f)s.") % {"f": ", ".join(sorted(unknown))})
-    current = {
-        f: getattr(request, f)
-        for f in ("kind", "priority", "subject", "description", "legal_basis", "legal_reference")
-    }
+    current = {f: getattr(request, f) for f in CONTENT_FIELDS}
     content = _content({**current, **{k: v for k, v in changes.items() if v is not None}})
     changed = sorted(f for f, v in content.items() if current[f] != v)
+    if requested_state is not None or requested_organisation is not None:
+        state, target = _resolve_target(
+            request.requesting_organisation, requested_state, requested_organisation
+        )
+        if target.pk != request.requested_organisation_id:
+            changed.append("requested_organisation")
+        request.requested_state, request.requested_organisation = state, target
     for field, value in content.items():
         setattr(request, field, value)
     request.save()
-    _audit("assistance.update", actor, request, fields=changed)
+    _audit(
+        "assistance.update",
+        actor,
+        request,
+        fields=changed,
+        requested=request.requested_organisation.short_name,
+    )
     return request
 
 

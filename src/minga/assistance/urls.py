@@ -9,6 +9,7 @@ urlpatterns = [
     path("new/", views.request_create, name="create"),
     path("sla/", views.sla, name="sla"),
     path("<str:reference>/", views.request_detail, name="detail"),
+    path("<str:reference>/edit/", views.request_edit, name="edit"),
     path("<str:reference>/act/", views.request_act, name="act"),
     path("<str:reference>/answer/", views.request_answer, name="answer"),
     path("<str:reference>/messages/", views.request_message, name="message"),

@@ -122,6 +122,42 @@ def request_create(request: HttpRequest) -> HttpResponse:
     return render(request, "assistance/request_form.html", {"form": form, "deadlines": _deadline_rows()})
 
 
+@login_required
+@require_http_methods(["GET", "POST"])
+def request_edit(request: HttpRequest, reference: str) -> HttpResponse:
+    """Change a draft, its target included (e.g. after a refused submission)."""
+    user = _user(request)
+    item = _content(request, reference)
+    if not services.may_request(user, item) or item.status != RequestStatus.DRAFT:
+        raise PermissionDenied(
+            _("Only the requesting organisation changes a request, and only while a draft.")
+        )
+    initial = {f: getattr(item, f) for f in services.CONTENT_FIELDS}
+    initial["requested_state"] = item.requested_state_id
+    if item.requested_organisation != services.designated_organisation(item.requested_state):
+        initial["requested_organisation"] = item.requested_organisation.short_name
+    form = RequestForm(user, request.POST or None, initial=initial, editing=True)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            services.update_draft(
+                user,
+                item,
+                requested_state=data["requested_state"],
+                requested_organisation=data["requested_organisation"],
+                **{f: data[f] for f in services.CONTENT_FIELDS},
+            )
+        except (ValidationError, PermissionDenied) as exc:
+            attach_service_errors(
+                form, exc if isinstance(exc, ValidationError) else ValidationError(str(exc))
+            )
+        else:
+            messages.success(request, _("Draft %(ref)s changed.") % {"ref": item.reference})
+            return redirect("assistance:detail", reference=item.reference)
+    context = {"form": form, "item": item, "deadlines": _deadline_rows()}
+    return render(request, "assistance/request_form.html", context)
+
+
 def _deadline_rows() -> list[dict[str, Any]]:
     from minga.assistance.choices import Priority
 

@@ -11,6 +11,7 @@ from django.test import Client
 from minga.assistance import services
 from minga.assistance.models import AssistanceRequest
 from minga.core.models import AuditEntry
+from minga.directory.models import MemberState
 
 pytestmark = pytest.mark.django_db
 
@@ -174,3 +175,19 @@ def test_deadlines_are_read_by_members_and_set_by_node_admins(network, bearer):
 
 def test_the_api_needs_authentication():
     assert Client().get(f"{BASE}/").status_code == 401
+
+
+def test_a_draft_is_redirected_through_the_api(network, make_request, bearer):
+    draft = make_request(submit=False, requested_state=MemberState.objects.get(code="MX"))
+    client, ana = Client(), bearer(network.ana)
+    changed = client.patch(
+        f"{BASE}/{draft.reference}", {"requested_state": "CL"}, content_type="application/json", headers=ana
+    )
+    assert changed.status_code == 200 and changed.json()["requested_organisation"] == "csirt-cl"
+    unknown = client.patch(
+        f"{BASE}/{draft.reference}",
+        {"requested_organisation": "nobody"},
+        content_type="application/json",
+        headers=ana,
+    )
+    assert unknown.status_code == 400 and "No organisation is called nobody" in unknown.json()["detail"]

@@ -218,3 +218,20 @@ def test_a_draft_is_changed_then_withdrawn(network, make_request):
     assert draft.status == RequestStatus.WITHDRAWN
     with pytest.raises(ValidationError, match="only a request that is draft can be changed"):
         services.update_draft(network.ana, draft, subject="again")
+
+
+def test_a_refused_draft_is_redirected_to_another_organisation_and_submitted(network, make_request):
+    draft = make_request(submit=False, requested_state=MemberState.objects.get(code="MX"))
+    with pytest.raises(ValidationError, match="no confirmed 24/7 contact"):
+        services.submit(network.ana, draft)
+    with pytest.raises(ValidationError, match="cannot ask itself"):
+        services.update_draft(network.ana, draft, requested_state=MemberState.objects.get(code="PE"))
+    draft.refresh_from_db()
+    assert draft.requested_state.code == "MX"  # nothing changed
+    services.update_draft(network.ana, draft, requested_organisation=network.police_cl)
+    assert draft.requested_organisation == network.police_cl and draft.requested_state.code == "CL"
+    assert AuditEntry.objects.filter(action="assistance.update").latest("seq").details["fields"] == [
+        "requested_organisation"
+    ]
+    services.submit(network.ana, draft)
+    assert draft.status == RequestStatus.SUBMITTED

@@ -131,3 +131,26 @@ def test_the_navigation_links_to_the_requests(network, login_client):
     html = login_client(network.ana).get("/assistance/").content.decode()
     assert 'href="/assistance/"' in html and "SLA view" not in html
     assert 'href="/assistance/sla/"' in login_client(network.coordinator).get("/assistance/").content.decode()
+
+
+def test_a_draft_is_changed_from_its_page(network, make_request, login_client):
+    draft = make_request(submit=False)
+    client = login_client(network.ana)
+    assert "Change the draft" in client.get(f"/assistance/{draft.reference}/").content.decode()
+    form = client.get(f"/assistance/{draft.reference}/edit/")
+    assert form.status_code == 200 and "Preserve the logs" in form.content.decode()
+    client.post(
+        f"/assistance/{draft.reference}/edit/",
+        {
+            "requested_state": draft.requested_state_id,
+            "requested_organisation": "police-cl",
+            "kind": "investigation",
+            "priority": "urgent",
+            "subject": "Now for the police",
+        },
+    )
+    draft.refresh_from_db()
+    assert draft.requested_organisation == network.police_cl and draft.subject == "Now for the police"
+    assert login_client(network.carlos).get(f"/assistance/{draft.reference}/edit/").status_code == 404
+    services.submit(network.ana, draft)
+    assert client.get(f"/assistance/{draft.reference}/edit/").status_code == 403
