@@ -66,6 +66,16 @@ class FeedForm(forms.ModelForm):
         help_text=_("Event fields, separated by commas."),
     )
     default_tlp = forms.ChoiceField(label=_("TLP of its events"), choices=TLP_CHOICES)
+    url = forms.URLField(
+        label=_("URL"),
+        required=False,
+        max_length=2000,
+        assume_scheme="https",
+        help_text=_(
+            "For a feed pulled from a URL or a TAXII collection (its own URL): http:// or https://, "
+            "no credentials."
+        ),
+    )
     token = forms.CharField(
         label=_("TAXII token"),
         required=False,
@@ -107,7 +117,6 @@ class FeedForm(forms.ModelForm):
         self.fields["encoding"].choices = Encoding.choices  # type: ignore[attr-defined]
         self.fields["source"].choices = FeedSource.choices  # type: ignore[attr-defined]
         self.fields["source"].required = self.fields["pull_every"].required = False  # as they are
-        self.fields["url"].help_text = _("For a feed pulled from a URL: http:// or https://, no credentials.")
         self.fields["dedup_key"].initial = ", ".join(self.instance.dedup_fields)
         if self.instance.pk:
             del self.fields["owner"]
