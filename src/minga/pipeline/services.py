@@ -177,7 +177,7 @@ def register_feed(actor: User | AnonymousUser | None, owner: Organisation, **fie
     unknown = set(fields) - set(FEED_FIELDS)
     if unknown:
         raise ValidationError({name: _("Unknown field.") for name in sorted(unknown)})
-    if fields.get("format") in DOCUMENT_FORMATS and "dedup_fields" not in fields:
+    if fields.get("format") in (*DOCUMENT_FORMATS, FeedFormat.INTELMQ) and "dedup_fields" not in fields:
         # Indicators name a domain or a URL as often as an address: all three in the key.
         fields["dedup_fields"] = list(DOCUMENT_DEDUP_FIELDS)
     feed = Feed(owner=owner, **fields)

@@ -388,3 +388,19 @@ def test_odd_documents_give_dead_letters_not_crashes(make_org):
     letters = _letters(run)
     assert set(letters) == {2, 3} and "not a JSON object" in letters[3][1]
     assert "cannot be read" in letters[2][1] or "Not valid JSON" in letters[2][1]
+
+
+def test_intelmq_events_naming_only_urls_are_not_taken_for_duplicates(make_org):
+    feed = _intelmq_feed(make_org("hub"))
+    assert "source_url" in feed.dedup_fields and "source_fqdn" in feed.dedup_fields
+    lines = [
+        {
+            "time.source": "2026-01-10T10:00:00Z",
+            "source.url": f"http://phish{n}.example/",
+            "classification.type": "phishing",
+        }
+        for n in range(3)
+    ]
+    run = ingest(feed, "\n".join(json.dumps(line) for line in lines) + "\n" + json.dumps(lines[0]))
+    assert (run.read, run.parsed, run.duplicates) == (4, 4, 1)
+    assert Event.objects.filter(run=run).count() == 3
