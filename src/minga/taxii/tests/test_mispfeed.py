@@ -24,6 +24,7 @@ import requests
 from django.test import Client
 from django.utils import timezone
 from pymisp import MISPEvent
+from pymisp.tools.feed import feed_meta_generator
 
 from minga.core.choices import TLP
 from minga.core.models import AuditEntry, Organisation
@@ -214,6 +215,28 @@ def test_a_new_version_moves_its_events_timestamp_and_a_revoked_object_leaves_it
         assert after.manifest[unchanged] == before.manifest[unchanged]
 
 
+@pytest.mark.django_db
+def test_the_feed_is_bounded_to_the_most_recently_changed_events(
+    client: Client, cast: Cast, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shared(cast)
+    time.sleep(1.1)  # MISP timestamps count seconds: Andina's AMBER event becomes the newest
+    store(cast.andina, indicator("198.51.100.5"), tlp=TLP.AMBER)
+    everything = feed_of(client, cast.ana)
+    newest = max(everything.manifest, key=lambda u: everything.manifest[u]["timestamp"])
+    assert len(everything.events[newest].attributes) == 3
+    monkeypatch.setattr(mispfeed, "MAX_EVENTS", 1)
+    monkeypatch.setattr(mispfeed, "MAX_EVENT_OBJECTS", 1)
+    bounded = feed_of(client, cast.ana)
+    assert len(bounded.manifest) == 1
+    (only,) = bounded.manifest
+    assert only == newest
+    assert len(bounded.events[only].attributes) == 1
+    assert [owner for _digest, owner in bounded.hashes] == [only]
+    for event_uuid in set(everything.manifest) - {only}:
+        assert read(client, cast.ana, f"{event_uuid}.json").status_code == 404
+
+
 # --- consuming -----------------------------------------------------------------------------------
 
 
@@ -323,6 +346,15 @@ def test_a_mirrored_feed_on_a_plain_http_server_is_pulled_and_its_faults_are_cle
     url, folder, broken = feed_server
     manifest = mirror(f"{live_server.url}{FEED}", cast.ana.token, folder)
     assert len(manifest) == 3
+    # PyMISP's own feed tool, run over the event files, writes the same manifest and hashes.
+    check = folder.parent / "regenerated"
+    check.mkdir()
+    for event_uuid in manifest:
+        (check / f"{event_uuid}.json").write_bytes((folder / f"{event_uuid}.json").read_bytes())
+    feed_meta_generator(check)
+    assert json.loads((check / "manifest.json").read_text()) == manifest
+    regenerated = (check / "hashes.csv").read_text().splitlines()
+    assert sorted(regenerated) == sorted((folder / "hashes.csv").read_text().splitlines())
     subscriber = make_org("subscriber")
     peer = misp_peer("andina-mirror", url, subscriber)
 
