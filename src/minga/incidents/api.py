@@ -20,7 +20,7 @@ from minga.core.api import Pages, StrictInput
 from minga.core.choices import TLP
 from minga.core.models import Organisation, User
 from minga.directory.models import MemberState, Sector
-from minga.incidents import queries, services
+from minga.incidents import metrics, queries, services
 from minga.incidents.choices import (
     PAP,
     CustodyAction,
@@ -222,6 +222,44 @@ class IncidentFilter(Schema):
     )
     tlp: TLP | None = None
     q: str | None = Field(None, max_length=200, description="Part of the title, or the reference")
+
+
+class MetricsFilter(Schema):
+    by_priority: bool = Field(True, description="One row per affected state and severity")
+    by_state: bool = Field(True, description="False: rows per severity alone")
+    since: datetime | None = Field(None, description="Incidents opened from then on")
+    until: datetime | None = Field(None, description="Incidents opened before then")
+    node_wide: bool = Field(
+        False, description="Every incident of the node (the network's coordinators only), thresholded"
+    )
+    min_group_size: int | None = Field(
+        None, ge=1, le=1000, description="Suppress rows with fewer incidents (node-wide default 5)"
+    )
+
+
+class MetricOut(Schema):
+    state: str = Field(..., description="Affected member state (ISO code); empty: none named")
+    priority: str = Field(..., description="The severity; empty when not grouped by it")
+    incidents: int
+    acknowledged: int = Field(..., description="Acknowledgements measured")
+    responded: int = Field(..., description="Incidents with a first response")
+    resolved: int
+    median_to_acknowledge_seconds: float | None
+    p90_to_acknowledge_seconds: float | None
+    mean_to_acknowledge_seconds: float | None
+    median_to_first_response_seconds: float | None
+    p90_to_first_response_seconds: float | None
+    mean_to_first_response_seconds: float | None
+    median_to_resolve_seconds: float | None
+    p90_to_resolve_seconds: float | None
+    mean_to_resolve_seconds: float | None
+
+
+class MetricsOut(Schema):
+    node_wide: bool
+    min_group_size: int
+    suppressed: int = Field(..., description="Rows left out under the privacy threshold")
+    rows: list[MetricOut]
 
 
 class IncidentIn(StrictInput):
@@ -460,6 +498,22 @@ def open_from_events(request: HttpRequest, payload: FromEventsIn) -> Status:
 def list_notifications(request: HttpRequest) -> QuerySet[Notification]:
     """In-app notifications of the caller's organisations, newest first."""
     return queries.notifications_for(request.user)
+
+
+@router.get("/metrics", response=MetricsOut)
+def incident_metrics(request: HttpRequest, filters: Query[MetricsFilter]) -> dict[str, Any]:
+    """Time to acknowledge, to first response and to resolve (count, median, 90th percentile,
+    mean, in seconds) per affected state and severity, over the incidents the caller may read,
+    or node-wide with a privacy threshold for the network's coordinators."""
+    return metrics.incident_metrics(
+        request.user,
+        by_priority=filters.by_priority,
+        by_state=filters.by_state,
+        since=filters.since,
+        until=filters.until,
+        node_wide=filters.node_wide,
+        min_group_size=filters.min_group_size,
+    ).as_dict()
 
 
 @router.get("/{reference}", response=IncidentDetail)

@@ -38,6 +38,22 @@ class BoardFilterForm(forms.Form):
         self.fields["state"].choices = _any(sorted(states, key=lambda s: str(s[1])))  # type: ignore[attr-defined]
 
 
+class MetricsForm(forms.Form):
+    """The metrics page's choices; a value that is not valid is ignored."""
+
+    by_priority = forms.BooleanField(label=_("Per severity too"), required=False, initial=True)
+    since = forms.DateField(
+        label=_("Opened from"), required=False, widget=forms.DateInput(attrs={"type": "date"})
+    )
+    until = forms.DateField(
+        label=_("Opened before"), required=False, widget=forms.DateInput(attrs={"type": "date"})
+    )
+    node_wide = forms.BooleanField(label=_("Whole node"), required=False)
+    min_group_size = forms.IntegerField(
+        label=_("Hide groups with fewer incidents than"), required=False, min_value=1, max_value=1000
+    )
+
+
 class OrganisationNamesField(forms.CharField):
     """Organisations typed by their short names: a list of thousands would not fit a select."""
 

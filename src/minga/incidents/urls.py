@@ -7,6 +7,7 @@ app_name = "incidents"
 urlpatterns = [
     path("", views.board, name="board"),
     path("new/", views.incident_create, name="create"),
+    path("metrics/", views.metrics_page, name="metrics"),
     path("<str:reference>/", views.incident_detail, name="detail"),
     path("<str:reference>/edit/", views.incident_edit, name="edit"),
     path("<str:reference>/status/", views.incident_status, name="status"),

@@ -19,10 +19,11 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
+from minga.core import access
 from minga.core.forms import attach_service_errors
 from minga.core.models import User
-from minga.incidents import queries, services
-from minga.incidents.choices import AWAITING_ACK, READING_STATUSES, TRANSITIONS, IncidentStatus
+from minga.incidents import metrics, queries, services
+from minga.incidents.choices import AWAITING_ACK, READING_STATUSES, TRANSITIONS, IncidentStatus, Severity
 from minga.incidents.forms import (
     AnswerForm,
     BoardFilterForm,
@@ -33,6 +34,7 @@ from minga.incidents.forms import (
     IncidentForm,
     LinkForm,
     MergeForm,
+    MetricsForm,
     ObservablesForm,
     ParticipantForm,
     StatusForm,
@@ -76,8 +78,57 @@ def board(request: HttpRequest) -> HttpResponse:
         "query": urlencode(kept),
         "notifications": queries.notifications_for(request.user)[:10],
         "may_open": bool(services.working_organisation_ids(_user(request))),
+        "may_measure": bool(services.working_organisation_ids(_user(request)))
+        or access.is_network_coordinator(_user(request)),
     }
     return render(request, "incidents/board.html", context)
+
+
+@login_required
+def metrics_page(request: HttpRequest) -> HttpResponse:
+    """Time to acknowledge, to first response and to resolve per affected state and severity:
+    for the network's coordinators (node admins, who may also ask for the whole node, above a
+    privacy threshold) and the analysts who work on incidents (over what they may read)."""
+    user = _user(request)
+    coordinator = access.is_network_coordinator(user)
+    if not coordinator and not services.working_organisation_ids(user):
+        raise PermissionDenied(_("The incident metrics are for coordinators and analysts."))
+    form = MetricsForm(request.GET or None, initial={"by_priority": True})
+    data: dict[str, Any] = form.cleaned_data if form.is_bound and form.is_valid() else {"by_priority": True}
+    since, until = data.get("since"), data.get("until")
+    error = ""
+    try:
+        result = metrics.incident_metrics(
+            user,
+            by_priority=bool(data.get("by_priority")),
+            since=datetime.combine(since, time.min, tzinfo=UTC) if since else None,
+            until=datetime.combine(until, time.min, tzinfo=UTC) if until else None,
+            node_wide=bool(data.get("node_wide")) and coordinator,
+            min_group_size=data.get("min_group_size"),
+        )
+    except ValidationError as exc:
+        error = _messages_of(exc)
+        result = metrics.Metrics(rows=[], node_wide=False, min_group_size=1)
+    severities = dict(Severity.choices)
+    rows = [
+        {
+            "state": row.state,
+            "priority": severities.get(row.priority, row.priority),
+            "incidents": row.incidents,
+            "counts": (row.acknowledged, row.responded, row.resolved),
+            "times": [
+                (metrics.duration_text(median), metrics.duration_text(p90))
+                for median, p90 in (
+                    (row.median_to_acknowledge, row.p90_to_acknowledge),
+                    (row.median_to_first_response, row.p90_to_first_response),
+                    (row.median_to_resolve, row.p90_to_resolve),
+                )
+            ],
+        }
+        for row in result.rows
+    ]
+    context = {"form": form, "result": result, "rows": rows, "coordinator": coordinator, "error": error}
+    return render(request, "incidents/metrics.html", context)
 
 
 def _form_kwargs(data: dict[str, Any]) -> dict[str, Any]:
