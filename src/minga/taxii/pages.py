@@ -150,15 +150,34 @@ def retract_form(user: User, obj: StixObject, data: Any = None) -> RetractForm |
     organisations = importing_organisations(user)
     if not organisations.filter(pk=obj.origin_organisation_id).exists():  # type: ignore[attr-defined]
         return None
+    current = _recipients_of(obj)
+    # Narrowing an AMBER object may only remove recipients: offer those it has. A GREEN or
+    # CLEAR one may be narrowed to AMBER for any organisations of the network.
+    choices = current if obj.tlp in access.AMBER_LEVELS else access.organisations_visible_to(user)
     return RetractForm(
         data,
         organisations=organisations,
-        recipients=access.organisations_visible_to(user),
+        recipients=choices.order_by("short_name"),
         initial={
             "stix_id": obj.stix_id,
             "organisation": obj.origin_organisation.short_name,
-            "recipients": [org.short_name for org in obj.recipient_organisations.all()],
+            "recipients": list(current.values_list("short_name", flat=True)),
         },
+    )
+
+
+def _recipients_of(obj: StixObject) -> QuerySet[Organisation]:
+    """The recipients of every version the organisation shared of ``obj`` here: what a
+    retraction narrows from."""
+    through = StixObject.recipient_organisations.through
+    versions = StixObject.objects.filter(
+        stix_id=obj.stix_id,
+        origin_organisation_id=obj.origin_organisation_id,  # type: ignore[attr-defined]
+        origin_node="",
+        received_from="",
+    )
+    return Organisation.objects.filter(
+        pk__in=through.objects.filter(stixobject__in=versions).values("organisation_id")
     )
 
 
