@@ -471,6 +471,17 @@ def claim_due_pulls(now: datetime | None = None) -> list[int]:
     return claimed
 
 
+def remove_stale_downloads(older_than: timedelta) -> int:
+    """Delete the temporary files of pulls that a dead worker left under the runs folder."""
+    cutoff = time.time() - older_than.total_seconds()
+    removed = 0
+    for path in runs_folder().glob(".*.part"):
+        if path.name.startswith((".pull-", ".taxii-")) and path.stat().st_mtime < cutoff:
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
 def retry_delay(failures: int) -> timedelta:
     """How long after its ``failures``-th failure in a row a source is tried again."""
     return timedelta(seconds=min(RETRY_FIRST_SECONDS * 2 ** max(failures - 1, 0), RETRY_MAX_SECONDS))
@@ -601,9 +612,17 @@ def watch_directories(now: float | None = None) -> dict[str, int]:
                 path.rename(claimed)
             except FileNotFoundError:
                 continue  # another worker claimed it
+            except OSError as exc:  # not ours to move (permissions): say so, read the others
+                if feed.last_error != str(exc):
+                    _pull_failed(feed, str(exc))
+                continue
             files.append((claimed, False))
         for claimed, leftover in files:
-            _read_file(feed, folder, claimed, leftover=leftover)
+            try:
+                _read_file(feed, folder, claimed, leftover=leftover)
+            except OSError as exc:
+                _pull_failed(feed, str(exc))
+                continue
             read[feed.name] = read.get(feed.name, 0) + 1
     return read
 

@@ -50,6 +50,7 @@ def pull_sources() -> str:
     claimed = services.claim_due_pulls()
     for feed_id in claimed:
         pull_feed.enqueue(feed_id)
+    services.remove_stale_downloads(timedelta(hours=1))
     return f"queued {len(claimed)} pulls"
 
 

@@ -481,3 +481,14 @@ def test_an_https_source_is_verified_and_pulled(make_org, pulls, tmp_path, monke
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def test_a_download_a_dead_worker_left_is_removed_after_an_hour(pulls):
+    folder = services.runs_folder()
+    old, fresh, other = folder / ".pull-1-2.part", folder / ".taxii-3-4.part", folder / ".keep.part"
+    for path in (old, fresh, other):
+        path.write_bytes(b"x")
+    _age(old, 3601)
+    _age(other, 3601)
+    assert services.remove_stale_downloads(timedelta(hours=1)) == 1
+    assert not old.exists() and fresh.exists() and other.exists()
