@@ -51,6 +51,7 @@ from minga.intel import services as intel_services
 from minga.intel import stix
 from minga.intel.convert import Rejected
 from minga.intel.models import StixObject
+from minga.taxii import mispfeed
 from minga.taxii.models import Direction, Peer, PeerKind, TaxiiStatus
 from minga.taxii.services import MEDIA_TAXII, NAMESPACE, Filters, Page, emitted_json, encode_next, page
 
@@ -137,9 +138,13 @@ def add_peer(
     elif Peer.objects.filter(name=name).exists():
         errors["name"] = _("A peer with this name exists already.")
     if not url.startswith(("http://", "https://")):
-        errors["url"] = _("Give the peer's TAXII API root as an http:// or https:// URL.")
+        errors["url"] = _(
+            "Give the peer's TAXII API root (or a MISP feed's folder) as an http:// or https:// URL."
+        )
     if kind not in PeerKind.values:
-        errors["kind"] = _("Kind is minga or taxii.")
+        errors["kind"] = _("Kind is minga, taxii or misp.")
+    elif kind == PeerKind.MISP and direction != Direction.PULL:
+        errors["direction"] = _("A MISP feed is only read: its direction is pull.")
     if direction not in Direction.values:
         errors["direction"] = _("Direction is pull, push or both.")
     if not 10 <= interval <= 86400:
@@ -148,7 +153,7 @@ def add_peer(
         errors["default_tlp"] = _("Unmarked objects of a peer are CLEAR, GREEN, AMBER or AMBER+STRICT.")
     if kind == PeerKind.TAXII and not collection_id:
         errors["collection_id"] = _("Name the foreign server's collection to exchange with.")
-    if kind == PeerKind.TAXII and not organisation:
+    if kind in (PeerKind.TAXII, PeerKind.MISP) and not organisation:
         errors["organisation"] = _(
             "Name the organisation in whose name the foreign server's objects are stored."
         )
@@ -676,10 +681,13 @@ def sync(peer: Peer, *, now: datetime | None = None) -> SyncResult:
     peer.refresh_from_db()
     try:
         session = _session(peer)
-        if peer.pulls:
-            outcome.pulled = pull(peer, session)
-        if peer.pushes:
-            outcome.pushed = push(peer, session)
+        if peer.kind == PeerKind.MISP:
+            outcome.pulled = mispfeed.pull(peer, session)  # a feed is only read
+        else:
+            if peer.pulls:
+                outcome.pulled = pull(peer, session)
+            if peer.pushes:
+                outcome.pushed = push(peer, session)
     except (PeerUnavailable, ValidationError) as exc:
         outcome.error = " ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
     finished = timezone.now()

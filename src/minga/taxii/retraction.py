@@ -37,7 +37,7 @@ from minga.intel import stix
 from minga.intel.convert import timestamp
 from minga.intel.models import StixObject
 from minga.taxii import federation
-from minga.taxii.models import Peer
+from minga.taxii.models import Peer, PeerKind
 from minga.taxii.services import NAMESPACE
 
 RETRACTION = "x-minga-retraction"
@@ -139,8 +139,15 @@ def retract(
 
 
 def _check_narrower(
-    old_tlp: str, old: Sequence[Organisation], tlp: str, recipients: Sequence[Organisation]
+    old_tlp: str,
+    old: Sequence[Organisation],
+    tlp: str,
+    recipients: Sequence[Organisation],
+    *,
+    same_is_fine: bool = False,
 ) -> None:
+    """Refuse a ``tlp`` and ``recipients`` that would let anyone read what ``old_tlp`` and
+    ``old`` did not (and, unless ``same_is_fine``, one that changes nothing)."""
     if tlp not in (TLP.CLEAR, TLP.GREEN, TLP.AMBER, TLP.AMBER_STRICT, TLP.RED):
         raise ValidationError({"tlp": _("Unknown TLP level: %(value)s.") % {"value": str(tlp)[:40]}})
     if tlp == TLP.RED:
@@ -157,7 +164,7 @@ def _check_narrower(
         )
     if tlp in access.AMBER_LEVELS and old_tlp in access.AMBER_LEVELS and not set(recipients) <= set(old):
         raise ValidationError({"recipients": _("A retraction narrows: it may only remove recipients.")})
-    if order(tlp) == order(old_tlp) and set(recipients) == set(old):
+    if not same_is_fine and order(tlp) == order(old_tlp) and set(recipients) == set(old):
         raise ValidationError({"tlp": _("This changes nothing: give a stricter TLP or fewer recipients.")})
 
 
@@ -207,6 +214,24 @@ def _apply_here(
     return result.accepted
 
 
+def _narrows_every_copy(
+    organisation: Organisation, stix_id: str, origin_node: str, tlp: str, recipients: Sequence[Organisation]
+) -> bool:
+    """Whether ``tlp`` and ``recipients`` narrow (or keep) every copy held here. A peer's
+    retraction is checked as the originator's was: a forged or garbled one may not widen."""
+    copies = StixObject.objects.filter(
+        stix_id=stix_id, origin_organisation=organisation, origin_node=origin_node
+    ).prefetch_related("recipient_organisations")
+    try:
+        for copy in copies:
+            _check_narrower(
+                copy.tlp, list(copy.recipient_organisations.all()), tlp, recipients, same_is_fine=True
+            )
+    except ValidationError:
+        return False
+    return True
+
+
 def apply_received(peer: Peer, retraction: StixObject) -> None:
     """Apply a retraction that arrived from ``peer`` (stored already, with its provenance),
     then record the acknowledgement that federation carries back. Audited
@@ -218,12 +243,16 @@ def apply_received(peer: Peer, retraction: StixObject) -> None:
     target = body.get("target_ref", "")
     outcome = "applied"
     copies = 0
+    recipients = list(
+        Organisation.objects.filter(short_name__in=body.get("new_recipient_organisations") or [])
+    )
     if action not in ACTIONS or not isinstance(target, str):
         outcome = "refused"
+    elif action == "narrow" and not _narrows_every_copy(
+        organisation, target, retraction.origin_node, str(body.get("new_tlp", "")), recipients
+    ):
+        outcome = "refused"  # it would widen a copy: a retraction only ever narrows
     else:
-        recipients = list(
-            Organisation.objects.filter(short_name__in=body.get("new_recipient_organisations") or [])
-        )
         copies = _apply_here(
             None,
             organisation,
@@ -289,7 +318,7 @@ def status(retraction_id: str) -> list[NodeState]:
         body: dict[str, Any] = orjson.loads(raw)
         if body.get("retraction_ref") == retraction_id and isinstance(body.get("node"), str):
             states[body["node"]] = NodeState(body["node"], str(body.get("outcome", "")), added)
-    for peer in Peer.objects.filter(is_active=True):
+    for peer in Peer.objects.filter(is_active=True, kind=PeerKind.MINGA):  # others never acknowledge
         if peer.name not in states and access.may_distribute(retraction, federation.peer_node(peer)):
             states[peer.name] = NodeState(peer.name, "pending", None)
     return sorted(states.values(), key=lambda state: state.node)

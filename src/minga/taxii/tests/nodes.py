@@ -32,7 +32,7 @@ def free_port() -> int:
 
 
 class Node:
-    def __init__(self, name: str, root: Path) -> None:
+    def __init__(self, name: str, root: Path, database_url: str = "") -> None:
         self.name = name
         self.var = root / name
         self.var.mkdir(parents=True, exist_ok=True)
@@ -57,7 +57,10 @@ class Node:
             "MINGA_PUBLIC_URL": self.url,
             "MINGA_LOG_LEVEL": "WARNING",
         }
+        if database_url:  # else SQLite under the node's var folder
+            self.env["MINGA_DATABASE_URL"] = database_url
         self.server: subprocess.Popen[bytes] | None = None
+        self.worker: subprocess.Popen[bytes] | None = None
 
     def minga(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
@@ -118,11 +121,21 @@ class Node:
             time.sleep(0.2)
         raise AssertionError(f"node {self.name} did not start")
 
+    def start_worker(self) -> None:
+        self.worker = subprocess.Popen(
+            [sys.executable, "-m", "minga", "worker", "--interval", "0.5"],
+            cwd=REPO,
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
     def stop(self) -> None:
-        if self.server is not None and self.server.poll() is None:
-            self.server.terminate()
-            self.server.wait(timeout=20)
-        self.server = None
+        for process in (self.server, self.worker):
+            if process is not None and process.poll() is None:
+                process.terminate()
+                process.wait(timeout=20)
+        self.server = self.worker = None
 
     def share(self, organisation: str, *objects: dict[str, Any], tlp: str = "green") -> None:
         """``organisation`` shares ``objects`` on this node (imported by its operator)."""

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 import requests
+from django.core.exceptions import ValidationError
 from django.test import Client
 from django.utils import timezone
 from pymisp import MISPEvent
@@ -299,6 +300,12 @@ def pull(peer: Peer) -> int:
     return mispfeed.pull(peer, federation._session(peer))
 
 
+def test_a_misp_feed_peer_is_pulled_only_and_stored_in_an_organisations_name(cast: Cast) -> None:
+    with pytest.raises(ValidationError) as refused:
+        federation.add_peer(None, name="feed", url="https://feed.example/", kind=PeerKind.MISP)
+    assert set(refused.value.message_dict) == {"direction", "organisation"}
+
+
 @pytest.mark.django_db(transaction=True)
 def test_minga_pulls_its_own_feed_round_trip_and_only_what_changed(live_server: Any, cast: Cast) -> None:
     objects = shared(cast)
@@ -328,7 +335,9 @@ def test_minga_pulls_its_own_feed_round_trip_and_only_what_changed(live_server: 
     # A new object of the same day and TLP changes that event only: only it is fetched again.
     time.sleep(1.1)  # MISP timestamps count seconds
     store(cast.andina, indicator("198.51.100.9", object_marking_refs=[stix.TLP2_MARKING_IDS[TLP.GREEN]]))
-    assert pull(peer) == 2  # the new indicator and the event's report, a new version
+    # This time through the sync that the schedule runs: a MISP feed is pulled, never pushed.
+    outcome = federation.sync(peer)
+    assert (outcome.pulled, outcome.pushed, outcome.error) == (2, 0, "")  # the indicator, the report
     assert imports.count() == 4
     assert any("198.51.100.9" in c.raw for c in StixObject.objects.filter(received_from="andina-misp"))
     peer.refresh_from_db()

@@ -5,6 +5,7 @@ the retraction was issued, and the ring carries nothing in circles."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,8 +15,9 @@ from django.core.exceptions import ValidationError
 
 from minga.core.choices import TLP
 from minga.core.models import AuditEntry, Organisation
+from minga.intel import stix
 from minga.intel.models import StixObject
-from minga.intel.tests.bundles import indicator
+from minga.intel.tests.bundles import TS, indicator
 from minga.taxii import federation, retraction
 from minga.taxii.models import Peer
 from minga.taxii.tests.conftest import store
@@ -122,3 +124,64 @@ def test_a_retraction_narrows_only_what_the_organisation_shared_here(make_org: A
     with pytest.raises(ValidationError, match="shared no object"):
         retraction.retract(None, caribe, obj["id"], "delete")
     assert StixObject.objects.get(stix_id=obj["id"]).tlp == TLP.AMBER
+
+
+def received(
+    obj: dict[str, Any], tlp: str, origin: str, recipients: list[str], node: str = "node-b"
+) -> tuple:
+    """``obj`` as a peer sends it: marked, with the provenance extension."""
+    sent = stix.with_tlp_marking(dict(obj), tlp)
+    sent["extensions"] = {
+        federation.EXTENSION_ID: {
+            "extension_type": "property-extension",
+            "origin_node": node,
+            "origin_organisation": origin,
+            "recipient_organisations": recipients,
+        }
+    }
+    return sent
+
+
+@pytest.mark.django_db
+def test_a_received_retraction_may_narrow_or_revoke_never_widen(make_org: Any, settings: Any) -> None:
+    settings.MINGA_NODE_ID = "node-a"
+    andina, caribe = make_org("andina"), make_org("caribe")
+    peer = federation.add_peer(
+        None, name="node-b", url="http://127.0.0.1:9/taxii2/api/", hosts=["caribe"]
+    ).peer
+    secret = indicator("198.51.100.80")
+    federation.receive(peer, enumerate([received(secret, TLP.AMBER_STRICT, "caribe", ["andina"])]))
+    copy = StixObject.objects.get(stix_id=secret["id"])
+    assert (copy.tlp, copy.origin_node, copy.received_from) == (TLP.AMBER_STRICT, "node-b", "node-b")
+
+    def retraction_of(action: str, **extra: Any) -> dict[str, Any]:
+        return {
+            "type": retraction.RETRACTION,
+            "spec_version": "2.1",
+            "id": f"{retraction.RETRACTION}--{uuid.uuid4()}",
+            "created": TS,
+            "modified": TS,
+            "target_ref": secret["id"],
+            "action": action,
+            **extra,
+        }
+
+    # A forged (or garbled) retraction that would make the copy public is refused.
+    forged = retraction_of("narrow", new_tlp=TLP.CLEAR, new_recipient_organisations=[])
+    federation.receive(peer, enumerate([received(forged, TLP.GREEN, "caribe", [])]))
+    copy.refresh_from_db()
+    assert copy.tlp == TLP.AMBER_STRICT and list(copy.recipient_organisations.all()) == [andina]
+    outcomes = AuditEntry.objects.filter(action="federation.retraction_applied")
+    assert outcomes.get(details__retraction=forged["id"]).details["outcome"] == "refused"
+
+    # A real narrowing (andina no longer named) applies; so does a revocation.
+    narrow = retraction_of("narrow", new_tlp=TLP.AMBER_STRICT, new_recipient_organisations=[])
+    federation.receive(peer, enumerate([received(narrow, TLP.AMBER_STRICT, "caribe", ["andina"])]))
+    copy.refresh_from_db()
+    assert copy.tlp == TLP.AMBER_STRICT and not copy.recipient_organisations.exists()
+    federation.receive(peer, enumerate([received(retraction_of("revoke"), TLP.AMBER_STRICT, "caribe", [])]))
+    copy.refresh_from_db()
+    assert copy.revoked
+    acks = StixObject.objects.filter(type=retraction.ACK)
+    assert acks.count() == 3 and all(ack.tlp == TLP.GREEN for ack in acks)
+    assert caribe.pk == copy.origin_organisation_id
