@@ -93,6 +93,7 @@ class TaskStatus(models.TextChoices):
 class Channel(models.TextChoices):
     IN_APP = "in_app", _("In the application")
     EMAIL = "email", _("E-mail to the 24/7 contact")
+    WEBHOOK = "webhook", _("Signed webhook")
 
 
 class DeliveryStatus(models.TextChoices):

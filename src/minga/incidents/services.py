@@ -17,8 +17,10 @@ Who may do what:
 from __future__ import annotations
 
 import ipaddress
+import json
 import mimetypes
 import re
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -599,10 +601,38 @@ def _participant_message(incident: Incident, event: str) -> tuple[str, str]:
     return subject, body
 
 
+def _webhook_payload(incident: Incident, organisation: Organisation, event: str, subject: str) -> str:
+    """The JSON a webhook receives: what an e-mail says (reference, severity, TLP, PAP, status,
+    coordinator, link), never the title or the description."""
+    link = f"{settings.MINGA_PUBLIC_URL.rstrip('/')}/incidents/{incident.reference}/"
+    return json.dumps(
+        {
+            "event": event,
+            "node": settings.MINGA_NODE_NAME,
+            "organisation": organisation.short_name,
+            "subject": subject,
+            "incident": {
+                "reference": incident.reference,
+                "severity": incident.severity,
+                "tlp": incident.tlp,
+                "pap": incident.pap,
+                "status": incident.status,
+                "coordinator": incident.coordinating_organisation.short_name,
+                "url": link,
+            },
+            "created_at": timezone.now().isoformat(),
+        },
+        sort_keys=True,
+    )
+
+
 def notify(incident: Incident, organisation: Organisation, event: str, *, email: bool) -> list[Notification]:
     """Put notifications of ``event`` for ``organisation`` in the outbox, in the caller's
-    transaction: in-app (delivered by being written) and, if ``email``, one for its 24/7 contacts,
-    whose delivery task is enqueued in the same transaction (the queue is in the database)."""
+    transaction: in-app (delivered by being written); if ``email``, one for its 24/7 contacts;
+    and, when the organisation registered a webhook, one for it (whatever the event: a webhook
+    is a machine asking for everything). Delivery tasks are enqueued in the same transaction
+    (the queue is in the database), so they exist exactly when the change does."""
+    from minga.directory.models import Webhook
     from minga.incidents import tasks
 
     subject, body = _participant_message(incident, event)
@@ -630,6 +660,17 @@ def notify(incident: Incident, organisation: Organisation, event: str, *, email:
         )
         tasks.deliver_notification.enqueue(mail.pk)
         made.append(mail)
+    if Webhook.objects.filter(organisation=organisation).exists():
+        hook = Notification.objects.create(
+            incident=incident,
+            organisation=organisation,
+            channel=Channel.WEBHOOK,
+            event=event,
+            subject=subject,
+            body=_webhook_payload(incident, organisation, event, subject),
+        )
+        tasks.deliver_webhook.enqueue(hook.pk)
+        made.append(hook)
     return made
 
 
@@ -1042,55 +1083,51 @@ def duty_addresses(organisation_id: int) -> list[str]:
     )
 
 
-def deliver_email(notification_id: int) -> str:
-    """Send one e-mail notification to its organisation's 24/7 contacts. The attempt claims the
-    notification first (one conditional UPDATE), so two attempts never send it twice at once.
-    Each attempt is audited: ``incident.notification_delivered`` or
-    ``incident.notification_failed`` (then ``NotDelivered`` is raised, and the task retries)."""
+def _claim(notification_id: int, channel: str) -> Notification | None:
+    """Claim a pending notification for one attempt (one conditional UPDATE), so two attempts
+    never send it twice at once; None when it was delivered already, is gone or is claimed."""
     now = timezone.now()
     claimed = Notification.objects.filter(
         Q(claimed_until__isnull=True) | Q(claimed_until__lt=now),
         pk=notification_id,
-        channel=Channel.EMAIL,
+        channel=channel,
         status=DeliveryStatus.PENDING,
     ).update(claimed_until=now + timedelta(seconds=CLAIM_SECONDS), attempts=F("attempts") + 1)
     if not claimed:
-        return "delivered already, gone, or being sent"
-    notification = Notification.objects.select_related("incident", "organisation").get(pk=notification_id)
-    incident = notification.incident
-    addresses = duty_addresses(notification.organisation_id)
-    try:
-        if not addresses:
-            raise NotDelivered(
-                _("%(org)s has no 24/7 contact in the directory.")
-                % {"org": notification.organisation.short_name}
-            )
-        with translation.override(contact_language(notification.organisation_id)):
-            subject, body = _participant_message(incident, notification.event)
-        send_mail(subject, body, None, addresses)
-    except Exception as exc:
-        error = str(exc)[:1000] or type(exc).__name__
-        with transaction.atomic():
-            Notification.objects.filter(pk=notification_id).update(claimed_until=None, last_error=error)
-            _audit(
-                "incident.notification_failed",
-                None,
-                incident,
-                notification=notification_id,
-                organisation=notification.organisation.short_name,
-                attempt=notification.attempts,
-                error=error,
-            )
-        raise NotDelivered(error) from exc
+        return None
+    return Notification.objects.select_related("incident", "organisation").get(pk=notification_id)
+
+
+def _failed(notification: Notification, exc: Exception) -> NotDelivered:
+    """Release the claim and audit the failed attempt (``incident.notification_failed``)."""
+    error = str(exc)[:1000] or type(exc).__name__
     with transaction.atomic():
-        Notification.objects.filter(pk=notification_id).update(
+        Notification.objects.filter(pk=notification.pk).update(claimed_until=None, last_error=error)
+        _audit(
+            "incident.notification_failed",
+            None,
+            notification.incident,
+            notification=notification.pk,
+            channel=notification.channel,
+            organisation=notification.organisation.short_name,
+            attempt=notification.attempts,
+            error=error,
+        )
+    return NotDelivered(error)
+
+
+def _delivered(notification: Notification, recipients: list[str], **fields: Any) -> None:
+    """Mark the notification delivered, the participant notified, and audit the delivery
+    (``incident.notification_delivered``, with where it went)."""
+    incident = notification.incident
+    with transaction.atomic():
+        Notification.objects.filter(pk=notification.pk).update(
             status=DeliveryStatus.DELIVERED,
             delivered_at=timezone.now(),
             claimed_until=None,
-            recipients=addresses,
+            recipients=recipients,
             last_error="",
-            subject=subject[:300],
-            body=body,
+            **fields,
         )
         Participant.objects.filter(
             incident=incident,
@@ -1105,12 +1142,86 @@ def deliver_email(notification_id: int) -> str:
             "incident.notification_delivered",
             None,
             incident,
-            notification=notification_id,
+            notification=notification.pk,
+            channel=notification.channel,
             organisation=notification.organisation.short_name,
-            recipients=addresses,
+            recipients=recipients,
             attempt=notification.attempts,
         )
+
+
+def deliver_email(notification_id: int) -> str:
+    """Send one e-mail notification to its organisation's 24/7 contacts. The attempt claims the
+    notification first, so two attempts never send it twice at once. Each attempt is audited:
+    ``incident.notification_delivered`` or ``incident.notification_failed`` (then
+    ``NotDelivered`` is raised, and the task retries)."""
+    notification = _claim(notification_id, Channel.EMAIL)
+    if notification is None:
+        return "delivered already, gone, or being sent"
+    addresses = duty_addresses(notification.organisation_id)
+    try:
+        if not addresses:
+            raise NotDelivered(
+                _("%(org)s has no 24/7 contact in the directory.")
+                % {"org": notification.organisation.short_name}
+            )
+        with translation.override(contact_language(notification.organisation_id)):
+            subject, body = _participant_message(notification.incident, notification.event)
+        send_mail(subject, body, None, addresses)
+    except Exception as exc:
+        raise _failed(notification, exc) from exc
+    _delivered(notification, addresses, subject=subject[:300], body=body)
     return f"sent to {len(addresses)} address(es)"
+
+
+WEBHOOK_TIMEOUT = 10  # seconds, to connect and to read the answer
+
+
+def deliver_webhook(notification_id: int) -> str:
+    """POST one webhook notification (its stored JSON, unchanged on every attempt) to the
+    organisation's webhook, signed with its secret (``minga.directory.webhooks``: a fresh
+    timestamp per attempt, in the signed content). Delivered when the receiver answers 2xx;
+    anything else, a time-out or a refused connection is a failed attempt. Claimed and audited
+    like e-mail; ``NotDelivered`` makes the task retry with backoff."""
+    import requests
+
+    from minga.directory import webhooks
+    from minga.directory.models import Webhook
+
+    notification = _claim(notification_id, Channel.WEBHOOK)
+    if notification is None:
+        return "delivered already, gone, or being sent"
+    try:
+        webhook = Webhook.objects.filter(organisation_id=notification.organisation_id).first()
+        if webhook is None:
+            raise NotDelivered(
+                _("%(org)s has no webhook any more.") % {"org": notification.organisation.short_name}
+            )
+        secret = webhooks.unseal_secret(webhook.sealed_secret)
+        if secret is None:
+            raise NotDelivered(_("The webhook's secret cannot be opened with this node's key: set it again."))
+        body = notification.body.encode()
+        timestamp = int(time.time())
+        answer = requests.post(
+            webhook.url,
+            data=body,
+            headers={
+                "Content-Type": "application/json",
+                "User-Agent": "Minga webhook",
+                webhooks.TIMESTAMP_HEADER: str(timestamp),
+                webhooks.SIGNATURE_HEADER: webhooks.sign(secret, timestamp, body),
+                webhooks.DELIVERY_HEADER: str(notification.pk),
+                webhooks.EVENT_HEADER: notification.event,
+            },
+            timeout=WEBHOOK_TIMEOUT,
+            allow_redirects=False,
+        )
+        if not 200 <= answer.status_code < 300:
+            raise NotDelivered(_("The webhook answered HTTP %(status)d.") % {"status": answer.status_code})
+    except Exception as exc:
+        raise _failed(notification, exc) from exc
+    _delivered(notification, [webhook.url])
+    return f"posted to {webhook.url}"
 
 
 def export_stix(actor: Actor, incident: Incident) -> bytes:
