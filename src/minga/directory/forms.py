@@ -78,6 +78,9 @@ class ContactForm(forms.Form):
         required=False,
         max_length=100_000,
         widget=forms.Textarea(attrs={"rows": 3}),
+        help_text=_(
+            "ASCII-armoured. When it can encrypt, incident e-mail to a 24/7 contact is encrypted to it."
+        ),
     )
     pgp_fingerprint = forms.CharField(label=_("OpenPGP fingerprint"), required=False, max_length=100)
 

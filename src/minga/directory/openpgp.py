@@ -1,6 +1,7 @@
-"""Just enough OpenPGP (RFC 4880 / RFC 9580) to check a contact's key: de-armour a public key
-and compute its primary key's fingerprint, so a fingerprint typed by a person can be checked
-against the key they uploaded. No cryptography is done with the key here."""
+"""OpenPGP (RFC 4880 / RFC 9580) for contacts' keys: de-armour a public key and compute its
+primary key's fingerprint, so a fingerprint typed by a person can be checked against the key
+they uploaded (done here, by hand, for v4 and v6 keys); and encrypt a message to a key that can
+encrypt (``encrypt``, with PGPy), for the e-mail sent to a 24/7 contact."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import base64
 import binascii
 import hashlib
 import re
+import warnings
+from typing import Any
 
 from django.utils.translation import gettext as _
 
@@ -82,3 +85,46 @@ def normalise_fingerprint(text: str) -> str:
     if not re.fullmatch(r"[0-9A-F]{40}|[0-9A-F]{64}", value):
         raise ValueError(_("A fingerprint has 40 (v4) or 64 (v6) hexadecimal digits."))
     return value
+
+
+class CannotEncrypt(ValueError):
+    """The key cannot be used to encrypt (signing only, expired, or not readable)."""
+
+
+def _load(armoured_key: str) -> Any:
+    import pgpy
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # PGPy's deprecation warnings about its own imports
+        try:
+            key, _others = pgpy.PGPKey.from_blob(armoured_key)
+        except Exception as exc:  # PGPy raises many kinds on a damaged block
+            raise CannotEncrypt(_("The key cannot be read: %(error)s") % {"error": exc}) from exc
+    return key
+
+
+def can_encrypt(armoured_key: str) -> bool:
+    """Whether the key (or one of its subkeys) may encrypt and has not expired."""
+    try:
+        encrypt(armoured_key, "")
+    except CannotEncrypt:
+        return False
+    return True
+
+
+def encrypt(armoured_key: str, text: str) -> str:
+    """``text`` encrypted to the key (PGPy picks the subkey flagged for encryption), as an
+    ASCII-armoured OpenPGP message. Raises ``CannotEncrypt`` when the key cannot encrypt."""
+    import pgpy
+
+    key = _load(armoured_key)
+    if key.is_expired:
+        raise CannotEncrypt(_("The OpenPGP key has expired."))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return str(key.encrypt(pgpy.PGPMessage.new(text)))
+        except Exception as exc:  # PGPy says "does not have the required usage flag" and the like
+            raise CannotEncrypt(
+                _("The OpenPGP key cannot encrypt (it may be for signing only): %(error)s") % {"error": exc}
+            ) from exc

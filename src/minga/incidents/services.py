@@ -24,11 +24,15 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from email.encoders import encode_7or8bit
+from email.mime.application import MIMEApplication
+from email.mime.text import MIMEText
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.core.mail import send_mail
+from django.core.mail import EmailMessage, get_connection
+from django.core.mail.message import SafeMIMEMultipart
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, F, OuterRef, Prefetch, Q
 from django.utils import timezone, translation
@@ -580,16 +584,16 @@ def propose_participants(actor: Actor, incident: Incident) -> list[Participant]:
     return proposed
 
 
-def _participant_message(incident: Incident, event: str) -> tuple[str, str]:
-    """Subject and body of a notification. E-mail leaves the node unencrypted (OpenPGP is to
-    come), so it carries the reference, severity, TLP and PAP and a link, never the title or
-    the description: the reader signs in to read what the TLP allows."""
+def _participant_message(incident: Incident, event: str, *, sealed: bool = False) -> tuple[str, str]:
+    """Subject and body of a notification. What may travel in clear (e-mail without OpenPGP, the
+    outbox's in-app line) carries the reference, severity, TLP, PAP, coordinator and a link, never
+    the title or the description: the reader signs in to read what the TLP allows. A body
+    ``sealed`` (encrypted to the 24/7 contact's OpenPGP key) names the title too, unless the
+    incident is TLP:RED (named people only, which a desk's mailbox is not). The subject always
+    travels in clear."""
     link = f"{settings.MINGA_PUBLIC_URL.rstrip('/')}/incidents/{incident.reference}/"
     subject = str(NOTIFICATION_SUBJECTS[event]) % {"ref": incident.reference}
-    body = _(
-        "%(subject)s.\n\nReference: %(ref)s\nSeverity: %(severity)s\n%(tlp)s, %(pap)s\n"
-        "Coordinator: %(coordinator)s\n\nSign in to read it and acknowledge: %(link)s\n"
-    ) % {
+    facts = {
         "subject": subject,
         "ref": incident.reference,
         "severity": incident.get_severity_display(),
@@ -598,6 +602,20 @@ def _participant_message(incident: Incident, event: str) -> tuple[str, str]:
         "coordinator": incident.coordinating_organisation.name,
         "link": link,
     }
+    if sealed and incident.tlp != TLP.RED:
+        body = _(
+            "%(subject)s.\n\nReference: %(ref)s\nTitle: %(title)s\nSeverity: %(severity)s\n"
+            "%(tlp)s, %(pap)s\nCoordinator: %(coordinator)s\n\nSign in to read it and acknowledge: "
+            "%(link)s\n"
+        ) % {**facts, "title": incident.title}
+        return subject, body
+    body = (
+        _(
+            "%(subject)s.\n\nReference: %(ref)s\nSeverity: %(severity)s\n%(tlp)s, %(pap)s\n"
+            "Coordinator: %(coordinator)s\n\nSign in to read it and acknowledge: %(link)s\n"
+        )
+        % facts
+    )
     return subject, body
 
 
@@ -1074,13 +1092,46 @@ def contact_language(organisation_id: int) -> str:
 
 
 def duty_addresses(organisation_id: int) -> list[str]:
-    return sorted(
-        set(
-            PointOfContact.objects.filter(organisation_id=organisation_id, role=ContactRole.DUTY).values_list(
-                "email", flat=True
-            )
+    return sorted(duty_keys(organisation_id))
+
+
+def duty_keys(organisation_id: int) -> dict[str, str]:
+    """The organisation's 24/7 addresses, each with its contact's OpenPGP key ("" for none)."""
+    keys: dict[str, str] = {}
+    for email, key in PointOfContact.objects.filter(
+        organisation_id=organisation_id, role=ContactRole.DUTY
+    ).values_list("email", "pgp_key"):
+        keys[email] = keys.get(email) or key.strip()
+    return keys
+
+
+class PGPMessage(EmailMessage):
+    """An e-mail in PGP/MIME (RFC 3156): ``multipart/encrypted`` with the version part and the
+    ASCII-armoured OpenPGP message, which holds a ``text/plain`` MIME entity."""
+
+    def __init__(self, subject: str, armoured: str, to: list[str]) -> None:
+        super().__init__(subject, "", None, to)
+        self.armoured = armoured
+
+    def _create_message(self, msg: Any) -> Any:
+        control = MIMEApplication("Version: 1\r\n", "pgp-encrypted", _encoder=encode_7or8bit)
+        control["Content-Description"] = "PGP/MIME version identification"
+        data = MIMEApplication(self.armoured, "octet-stream", _encoder=encode_7or8bit)
+        data["Content-Description"] = "OpenPGP encrypted message"
+        data["Content-Disposition"] = 'inline; filename="encrypted.asc"'
+        return SafeMIMEMultipart(
+            _subtype="encrypted",
+            _subparts=[control, data],
+            encoding=self.encoding,
+            protocol="application/pgp-encrypted",
         )
-    )
+
+
+def _encrypted_mail(subject: str, body: str, address: str, key: str) -> PGPMessage:
+    from minga.directory import openpgp
+
+    inner = MIMEText(body, "plain", "utf-8")
+    return PGPMessage(subject, openpgp.encrypt(key, inner.as_string()), [address])
 
 
 def _claim(notification_id: int, channel: str) -> Notification | None:
@@ -1116,7 +1167,12 @@ def _failed(notification: Notification, exc: Exception) -> NotDelivered:
     return NotDelivered(error)
 
 
-def _delivered(notification: Notification, recipients: list[str], **fields: Any) -> None:
+def _delivered(
+    notification: Notification,
+    recipients: list[str],
+    fields: dict[str, Any] | None = None,
+    **details: Any,
+) -> None:
     """Mark the notification delivered, the participant notified, and audit the delivery
     (``incident.notification_delivered``, with where it went)."""
     incident = notification.incident
@@ -1127,7 +1183,7 @@ def _delivered(notification: Notification, recipients: list[str], **fields: Any)
             claimed_until=None,
             recipients=recipients,
             last_error="",
-            **fields,
+            **(fields or {}),
         )
         Participant.objects.filter(
             incident=incident,
@@ -1147,18 +1203,25 @@ def _delivered(notification: Notification, recipients: list[str], **fields: Any)
             organisation=notification.organisation.short_name,
             recipients=recipients,
             attempt=notification.attempts,
+            **details,
         )
 
 
 def deliver_email(notification_id: int) -> str:
-    """Send one e-mail notification to its organisation's 24/7 contacts. The attempt claims the
-    notification first, so two attempts never send it twice at once. Each attempt is audited:
-    ``incident.notification_delivered`` or ``incident.notification_failed`` (then
+    """Send one e-mail notification to its organisation's 24/7 contacts: encrypted (PGP/MIME,
+    with the title) to each contact whose OpenPGP key can encrypt, in clear (reference and
+    facts only) to the others. The attempt claims the notification first, so two attempts never
+    send it twice at once. Each attempt is audited: ``incident.notification_delivered`` (naming
+    the addresses that got it encrypted) or ``incident.notification_failed`` (then
     ``NotDelivered`` is raised, and the task retries)."""
+    from minga.directory import openpgp
+
     notification = _claim(notification_id, Channel.EMAIL)
     if notification is None:
         return "delivered already, gone, or being sent"
-    addresses = duty_addresses(notification.organisation_id)
+    keys = duty_keys(notification.organisation_id)
+    addresses = sorted(keys)
+    encrypted = sorted(a for a, key in keys.items() if key and openpgp.can_encrypt(key))
     try:
         if not addresses:
             raise NotDelivered(
@@ -1167,11 +1230,16 @@ def deliver_email(notification_id: int) -> str:
             )
         with translation.override(contact_language(notification.organisation_id)):
             subject, body = _participant_message(notification.incident, notification.event)
-        send_mail(subject, body, None, addresses)
+            _subject, sealed = _participant_message(notification.incident, notification.event, sealed=True)
+        mails: list[EmailMessage] = [_encrypted_mail(subject, sealed, a, keys[a]) for a in encrypted]
+        clear = [a for a in addresses if a not in encrypted]
+        if clear:
+            mails.append(EmailMessage(subject, body, None, clear))
+        get_connection(fail_silently=False).send_messages(mails)
     except Exception as exc:
         raise _failed(notification, exc) from exc
-    _delivered(notification, addresses, subject=subject[:300], body=body)
-    return f"sent to {len(addresses)} address(es)"
+    _delivered(notification, addresses, {"subject": subject[:300], "body": body}, encrypted=encrypted)
+    return f"sent to {len(addresses)} address(es), {len(encrypted)} encrypted"
 
 
 WEBHOOK_TIMEOUT = 10  # seconds, to connect and to read the answer
