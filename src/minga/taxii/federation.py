@@ -28,6 +28,7 @@ import itertools
 import logging
 import uuid
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import IO, Any
@@ -559,95 +560,100 @@ def _answer(response: requests.Response) -> dict[str, Any]:
     return body
 
 
+def _get(peer: Peer, session: requests.Session, params: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """One page of the peer's collection: the envelope, and its ``X-TAXII-Date-Added-Last``."""
+    try:
+        response = session.get(_collection_url(peer), params=params, timeout=TIMEOUT)
+    except requests.RequestException as exc:
+        raise _unreachable(exc) from None
+    body = _answer(response)
+    if not isinstance(body.get("objects", []), list):
+        raise PeerUnavailable(_("The peer's envelope holds no list of objects."))
+    return body, response.headers.get("X-TAXII-Date-Added-Last", "")
+
+
 def pull(peer: Peer, session: requests.Session) -> int:
     """Pull what the peer offers after the saved cursor, page by page; each page is stored, then
-    its position saved. From a Minga node the position is the ``next`` token of its federation
-    collection; from a foreign server, ``added_after`` set to the page's
-    ``X-TAXII-Date-Added-Last``. Returns how many objects were received."""
+    its position saved, in one transaction. From a Minga node the position is the ``next`` token
+    of its federation collection; from a foreign server, ``added_after`` set to the page's
+    ``X-TAXII-Date-Added-Last``. The next page is fetched while this one is stored. Returns how
+    many objects were received."""
     total = 0
     cursor = peer.pull_cursor
-    following = ""
-    while True:
-        params: dict[str, Any] = {"limit": PAGE_SIZE, "match[version]": "all"}
-        if peer.kind == PeerKind.MINGA:
-            if cursor:
-                params["next"] = cursor
-        else:
-            if following:
-                params["next"] = following
-            elif cursor:
-                params["added_after"] = cursor
-        try:
-            response = session.get(_collection_url(peer), params=params, timeout=TIMEOUT)
-        except requests.RequestException as exc:
-            raise PeerUnavailable(
-                _("The peer cannot be reached: %(error)s") % {"error": str(exc)[:300]}
-            ) from None
-        body = _answer(response)
-        objects = body.get("objects", [])
-        if not isinstance(objects, list):
-            raise PeerUnavailable(_("The peer's envelope holds no list of objects."))
-        with transaction.atomic():
-            received = receive(peer, enumerate(objects))
-            new_cursor = cursor
-            if peer.kind == PeerKind.MINGA:
-                new_cursor = str(body.get("next") or cursor)
-            else:
-                new_cursor = response.headers.get("X-TAXII-Date-Added-Last", cursor)
-            Peer.objects.filter(pk=peer.pk).update(
-                pull_cursor=new_cursor[:200],
-                pulled=F("pulled") + received.accepted,
-                rejected=F("rejected") + received.rejected,
-                last_pulled_added=timezone.now() if objects else peer.last_pulled_added,
-            )
-        cursor = new_cursor
-        total += received.accepted
-        more = bool(body.get("more"))
-        if not more or not objects:
-            break
-        following = str(body.get("next") or "")
-        if peer.kind != PeerKind.MINGA and not following:
-            break
+    params: dict[str, Any] = {"limit": PAGE_SIZE, "match[version]": "all"}
+    if cursor:
+        params["next" if peer.kind == PeerKind.MINGA else "added_after"] = cursor
+    with ThreadPoolExecutor(max_workers=1) as fetcher:
+        pending: Future[tuple[dict[str, Any], str]] | None = fetcher.submit(_get, peer, session, params)
+        while pending is not None:
+            body, last_added = pending.result()
+            objects = body.get("objects", [])
+            following = str(body.get("next") or "")
+            pending = None
+            if body.get("more") and objects and following:
+                params = {"limit": PAGE_SIZE, "match[version]": "all", "next": following}
+                pending = fetcher.submit(_get, peer, session, params)
+            with transaction.atomic():
+                received = receive(peer, enumerate(objects))
+                # A Minga node names the position after every page; a foreign server dates it.
+                cursor = (following if peer.kind == PeerKind.MINGA else last_added) or cursor
+                Peer.objects.filter(pk=peer.pk).update(
+                    pull_cursor=cursor[:200],
+                    pulled=F("pulled") + received.accepted,
+                    rejected=F("rejected") + received.rejected,
+                    last_pulled_added=timezone.now() if objects else peer.last_pulled_added,
+                )
+            total += received.accepted
     peer.pull_cursor = cursor
     return total
 
 
+def _post(peer: Peer, session: requests.Session, envelope: bytes) -> dict[str, Any]:
+    """Send one envelope; the peer's status resource."""
+    try:
+        response = session.post(
+            _collection_url(peer), data=envelope, headers={"Content-Type": MEDIA_TAXII}, timeout=TIMEOUT
+        )
+    except requests.RequestException as exc:
+        raise _unreachable(exc) from None
+    status = _answer(response)
+    if "success_count" not in status:
+        raise PeerUnavailable(_("The peer did not answer with a status resource."))
+    return status
+
+
 def push(peer: Peer, session: requests.Session) -> int:
     """Push what the rule lets this node send to ``peer`` and it has not had yet, envelope by
-    envelope; the position is saved after the peer has answered each with its status. Objects
-    it refused are counted in its status, not sent again. Returns how many were sent."""
+    envelope; the position is saved after the peer has answered each with its status (the next
+    envelope is read while one is in flight). Objects it refused are counted in its status, not
+    sent again. Returns how many were sent."""
     total = 0
     objects = distributable(peer)
-    while True:
-        filters = Filters(limit=PAGE_SIZE)
-        if peer.push_after is not None:
-            filters.after = (peer.push_after, peer.push_after_pk)
-        result, emitted = emitted_page(peer, objects, filters)
-        if not result.rows:
-            break
-        body = envelope_bytes(result, emitted, with_next=False)
-        try:
-            response = session.post(
-                _collection_url(peer),
-                data=body,
-                headers={"Content-Type": MEDIA_TAXII},
-                timeout=TIMEOUT,
-            )
-        except requests.RequestException as exc:
-            raise PeerUnavailable(
-                _("The peer cannot be reached: %(error)s") % {"error": str(exc)[:300]}
-            ) from None
-        status = _answer(response)
-        if "success_count" not in status:
-            raise PeerUnavailable(_("The peer did not answer with a status resource."))
-        last_pk, last_added = result.rows[-1][0], result.rows[-1][1]
-        Peer.objects.filter(pk=peer.pk).update(
-            push_after=last_added, push_after_pk=last_pk, pushed=F("pushed") + len(result.rows)
-        )
-        peer.push_after, peer.push_after_pk = last_added, last_pk
-        total += len(result.rows)
-        if not result.more:
-            break
+    filters = Filters(limit=PAGE_SIZE)
+    if peer.push_after is not None:
+        filters.after = (peer.push_after, peer.push_after_pk)
+    with ThreadPoolExecutor(max_workers=1) as sender:
+        in_flight: tuple[Future[dict[str, Any]], Page] | None = None
+        more = True
+        while True:
+            result, emitted = emitted_page(peer, objects, filters) if more else (None, [])
+            more = result is not None and result.more
+            if more and result is not None:
+                filters.after = (result.rows[-1][1], result.rows[-1][0])
+            if in_flight is not None:
+                sent, page_sent = in_flight
+                sent.result()
+                last_pk, last_added = page_sent.rows[-1][0], page_sent.rows[-1][1]
+                Peer.objects.filter(pk=peer.pk).update(
+                    push_after=last_added, push_after_pk=last_pk, pushed=F("pushed") + len(page_sent.rows)
+                )
+                peer.push_after, peer.push_after_pk = last_added, last_pk
+                total += len(page_sent.rows)
+                in_flight = None
+            if result is None or not result.rows:
+                break
+            envelope = envelope_bytes(result, emitted, with_next=False)
+            in_flight = (sender.submit(_post, peer, session, envelope), result)
     return total
 
 

@@ -58,7 +58,7 @@ def pair(live_server: Any, node_b: Node) -> Peer:
 
 
 def test_each_node_receives_what_the_rule_allows_with_provenance(
-    live_server: Any, node_b: Node, a_orgs: dict[str, Organisation], make_user: Any
+    live_server: Any, node_b: Node, a_orgs: dict[str, Organisation], make_user: Any, monkeypatch: Any
 ) -> None:
     andina, caribe, sur = a_orgs["andina"], a_orgs["caribe"], a_orgs["sur"]
     green, for_caribe, for_sur, strict, red = (
@@ -91,24 +91,27 @@ def test_each_node_receives_what_the_rule_allows_with_provenance(
         assert federation.EXTENSION_ID not in stored.get("extensions", {})  # provenance lives in columns
     assert on_b[green["id"]]["tlp"] == TLP.GREEN and on_b[strict["id"]]["tlp"] == TLP.AMBER_STRICT
 
-    # caribe shares on B; A syncs (pull, then push): A gets B's object, B gets nothing twice.
-    node_b.share("caribe", indicator("203.0.113.9"))
+    # caribe shares three on B; A syncs (pull, then push) in pages of two, so that pages are
+    # fetched while others are stored and sent while others are read: A gets B's objects, B
+    # gets nothing twice.
+    node_b.share("caribe", indicator("203.0.113.9"), indicator("203.0.113.10"), indicator("203.0.113.11"))
+    monkeypatch.setattr(federation, "PAGE_SIZE", 2)
     outcome = federation.sync(peer_b)
     assert not outcome.error, outcome.error
-    assert outcome.pulled == 1  # B's own object; A's objects are never offered back to A
-    from_b = StixObject.objects.get(received_from="node-b")
-    assert (from_b.origin_organisation, from_b.origin_node, from_b.tlp) == (caribe, "node-b", TLP.GREEN)
+    assert outcome.pulled == 3  # B's own objects; A's objects are never offered back to A
+    for from_b in StixObject.objects.filter(received_from="node-b"):
+        assert (from_b.origin_organisation, from_b.origin_node, from_b.tlp) == (caribe, "node-b", TLP.GREEN)
     assert outcome.pushed == 3  # what B pulled already: replays there, stored once
-    assert len(node_b.objects()) == 4
+    assert len(node_b.objects()) == 6
 
     # A second sync in both directions moves nothing: the cursors held.
     again = federation.sync(Peer.objects.get(pk=peer_b.pk))
     assert (again.pulled, again.pushed, again.error) == (0, 0, "")
-    # B had never pushed: it sends its object once (A pulled it already: a replay there), then
+    # B had never pushed: it sends its objects once (A pulled them already: replays there), then
     # nothing more.
-    assert "pulled 0, pushed 1" in node_b.minga("sync", "node-a").stdout
+    assert "pulled 0, pushed 3" in node_b.minga("sync", "node-a").stdout
     assert "pulled 0, pushed 0" in node_b.minga("sync", "node-a").stdout
-    assert len(node_b.objects()) == 4 and StixObject.objects.count() == 6
+    assert len(node_b.objects()) == 6 and StixObject.objects.count() == 8
     assert AuditEntry.objects.filter(action="federation.served").exists()
 
 
