@@ -17,9 +17,18 @@ from ninja.params import functions as param
 
 from minga.core.api import Pages
 from minga.core.models import Organisation, User
-from minga.pipeline import queries, services
-from minga.pipeline.choices import Encoding, EventType, FeedFormat, FeedSource, RunStatus, Taxonomy
-from minga.pipeline.models import EVENT_FIELDS, DeadLetter, Feed, Run
+from minga.pipeline import digests, queries, services
+from minga.pipeline.choices import (
+    DigestChannel,
+    DigestSchedule,
+    Encoding,
+    EventType,
+    FeedFormat,
+    FeedSource,
+    RunStatus,
+    Taxonomy,
+)
+from minga.pipeline.models import EVENT_FIELDS, DeadLetter, Digest, Feed, Run
 
 router = Router(tags=["pipeline"])
 
@@ -398,3 +407,107 @@ def export_events(
     response = HttpResponse(document, content_type=EXPORT_MEDIA_TYPES[options.format])
     response["Content-Disposition"] = f'attachment; filename="events.{options.format}"'
     return response
+
+
+# --- digests -------------------------------------------------------------------------------------
+
+
+class DigestOut(Schema):
+    id: UUID = Field(..., alias="uuid")
+    organisation: str = Field(..., alias="organisation.short_name")
+    schedule: DigestSchedule
+    channel: DigestChannel
+    recipients: list[str] = Field(..., description="Explicit addresses; empty: the 24/7 duty contacts")
+    url: str
+    send_empty: bool
+    is_active: bool
+    window_end: datetime = Field(..., description="The events stored up to then were delivered")
+    next_attempt_at: datetime | None
+    failures: int
+    last_error: str
+    last_sent_at: datetime | None
+    last_count: int
+    created_at: datetime
+
+
+class DigestCreated(DigestOut):
+    secret: str = Field(..., description="A webhook's signing secret: shown this once, never again")
+
+
+class DigestChange(Schema):
+    schedule: DigestSchedule | None = None
+    recipients: list[Annotated[str, Field(max_length=254)]] | None = Field(None, max_length=20)
+    url: str | None = Field(None, max_length=500)
+    send_empty: bool | None = None
+    is_active: bool | None = None
+
+
+class DigestIn(DigestChange):
+    organisation: ShortName | None = Field(None, description="Default: the caller's only organisation")
+    channel: DigestChannel = DigestChannel.EMAIL
+
+
+class SecretOut(Schema):
+    secret: str
+
+
+def _digest(user: User, digest_id: UUID) -> Digest:
+    return get_object_or_404(digests.digests_visible_to(user), uuid=digest_id)
+
+
+def _created(digest: Digest, secret: str) -> Digest:
+    digest.secret = secret  # type: ignore[attr-defined]  (answered once, never stored)
+    return digest
+
+
+@router.get("/digests", response=list[DigestOut])
+@paginate(Pages)
+def list_digests(request: HttpRequest) -> Any:
+    """The digests of the organisations the caller administers."""
+    return digests.digests_visible_to(_user(request))
+
+
+@router.post("/digests", response={201: DigestCreated})
+def create_digest(request: HttpRequest, payload: DigestIn) -> Status:
+    """Subscribe an organisation the caller administers to a digest of its events, by e-mail
+    (to ``recipients``, or its 24/7 duty contacts) or by webhook (``url``; the signing secret is
+    in this answer only). Audited."""
+    user = _user(request)
+    digest, secret = digests.create_digest(
+        user,
+        _owner(user, payload.organisation),
+        schedule=payload.schedule or DigestSchedule.DAILY,
+        channel=payload.channel,
+        recipients=payload.recipients,
+        url=payload.url or "",
+        send_empty=bool(payload.send_empty),
+    )
+    if payload.is_active is False:
+        digests.change_digest(user, digest, is_active=False)
+    return Status(201, _created(digest, secret))
+
+
+@router.get("/digests/{digest_id}", response=DigestOut)
+def get_digest(request: HttpRequest, digest_id: UUID) -> Digest:
+    return _digest(_user(request), digest_id)
+
+
+@router.patch("/digests/{digest_id}", response=DigestOut)
+def change_digest(request: HttpRequest, digest_id: UUID, payload: DigestChange) -> Digest:
+    """Change a digest's schedule, recipients, URL, empty-digest choice or activity. Audited."""
+    user = _user(request)
+    return digests.change_digest(user, _digest(user, digest_id), **payload.dict(exclude_none=True))
+
+
+@router.post("/digests/{digest_id}/secret", response=SecretOut)
+def new_digest_secret(request: HttpRequest, digest_id: UUID) -> dict[str, str]:
+    """A new signing secret for a webhook digest (the old one stops working), shown once."""
+    user = _user(request)
+    return {"secret": digests.new_secret(user, _digest(user, digest_id))}
+
+
+@router.delete("/digests/{digest_id}", response={204: None})
+def delete_digest(request: HttpRequest, digest_id: UUID) -> Status:
+    user = _user(request)
+    digests.delete_digest(user, _digest(user, digest_id))
+    return Status(204, None)

@@ -146,3 +146,14 @@ class EventType(models.TextChoices):
     OTHER = "other", _("Uncategorised")
     UNDETERMINED = "undetermined", _("Undetermined")
     TEST = "test", _("Test")
+
+
+class DigestSchedule(models.TextChoices):
+    HOURLY = "hourly", _("Hourly")
+    DAILY = "daily", _("Daily")
+    WEEKLY = "weekly", _("Weekly")
+
+
+class DigestChannel(models.TextChoices):
+    EMAIL = "email", _("E-mail (CSV attached)")
+    WEBHOOK = "webhook", _("Webhook (signed JSON)")

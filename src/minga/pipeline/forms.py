@@ -12,7 +12,15 @@ from django.utils.translation import gettext_lazy as _
 from minga.core.choices import TLP
 from minga.core.forms import ModelChoiceField
 from minga.core.models import Organisation, User
-from minga.pipeline.choices import Encoding, EventType, FeedFormat, FeedSource, Taxonomy
+from minga.pipeline.choices import (
+    DigestChannel,
+    DigestSchedule,
+    Encoding,
+    EventType,
+    FeedFormat,
+    FeedSource,
+    Taxonomy,
+)
 from minga.pipeline.models import EVENT_FIELDS, FEED_TLPS, Feed
 from minga.pipeline.services import MANAGING_ROLES
 
@@ -181,3 +189,35 @@ class EventFilterForm(forms.Form):
     )
     since = forms.DateField(label=_("Since"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
     until = forms.DateField(label=_("Before"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
+
+
+class DigestForm(forms.Form):
+    """Subscribe an organisation the user administers to a digest of its events."""
+
+    organisation = ModelChoiceField(
+        label=_("Organisation"), queryset=Organisation.objects.none(), to_field_name="short_name"
+    )
+    schedule = forms.ChoiceField(
+        label=_("Schedule"), choices=DigestSchedule.choices, initial=DigestSchedule.DAILY
+    )
+    channel = forms.ChoiceField(
+        label=_("Channel"), choices=DigestChannel.choices, initial=DigestChannel.EMAIL
+    )
+    recipients = forms.CharField(
+        label=_("E-mail addresses"),
+        required=False,
+        max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text=_("Separated by spaces or commas; leave empty for the organisation's 24/7 duty contacts."),
+    )
+    url = forms.CharField(
+        label=_("Webhook URL"), required=False, max_length=500, help_text=_("For a webhook: its https URL.")
+    )
+    send_empty = forms.BooleanField(label=_("Send a one-line digest when there is no event"), required=False)
+
+    def __init__(self, organisations: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field = self.fields["organisation"]
+        field.queryset = organisations  # type: ignore[attr-defined]
+        if organisations.count() == 1:
+            field.initial = organisations.first()

@@ -16,7 +16,17 @@ from django.utils.translation import gettext_lazy as _
 
 from minga.core.choices import TLP
 from minga.core.models import Organisation, SharedObject, User
-from minga.pipeline.choices import Encoding, EventType, FeedFormat, FeedSource, RunSource, RunStatus, Taxonomy
+from minga.pipeline.choices import (
+    DigestChannel,
+    DigestSchedule,
+    Encoding,
+    EventType,
+    FeedFormat,
+    FeedSource,
+    RunSource,
+    RunStatus,
+    Taxonomy,
+)
 
 # The fields an input line can fill, in the order of exports.
 EVENT_FIELDS = (
@@ -309,3 +319,53 @@ class DeadLetter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.run_id}:{self.line} {self.reason}"
+
+
+class Digest(models.Model):
+    """An organisation's subscription to a digest of the events routed to it, on its schedule,
+    by e-mail (a CSV attached) or by webhook (signed JSON). Managed by the organisation's admins
+    (``digests.may_manage``). ``window_end`` is the end of the last window delivered: the next
+    digest holds the events stored from then on; it moves only after a delivery succeeded."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    organisation = models.ForeignKey(
+        Organisation, on_delete=models.CASCADE, related_name="+", verbose_name=_("organisation")
+    )
+    schedule = models.CharField(
+        _("schedule"), max_length=10, choices=DigestSchedule.choices, default=DigestSchedule.DAILY
+    )
+    channel = models.CharField(
+        _("channel"), max_length=10, choices=DigestChannel.choices, default=DigestChannel.EMAIL
+    )
+    # Explicit addresses; none: the organisation's 24/7 duty contacts in the directory.
+    recipients = models.JSONField(_("recipients"), default=list, blank=True)
+    url = models.URLField(_("URL"), max_length=500, blank=True)
+    # The webhook's signing secret, sealed (minga.core.sealed): shown once when set, never again.
+    sealed_secret = models.TextField(blank=True, editable=False)
+    send_empty = models.BooleanField(_("send a one-line digest when there is no event"), default=False)
+    is_active = models.BooleanField(_("active"), default=True)
+    window_end = models.DateTimeField(_("delivered up to"))
+    # The end of the window being delivered, fixed at its first attempt so that every retry
+    # sends the same events (and the same delivery id); cleared when it is delivered.
+    pending_end = models.DateTimeField(null=True, blank=True)
+    # A worker sending this digest holds it until then, with this token (a conditional UPDATE
+    # claims it, so one worker sends each window).
+    claim = models.CharField(max_length=32, blank=True)
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    next_attempt_at = models.DateTimeField(_("next attempt"), null=True, blank=True)
+    failures = models.PositiveIntegerField(_("failures in a row"), default=0)
+    last_error = models.TextField(_("last error"), blank=True)
+    last_sent_at = models.DateTimeField(_("last sent"), null=True, blank=True)
+    last_count = models.PositiveIntegerField(_("events in the last digest"), default=0)
+    created_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["organisation__short_name", "created_at"]
+        verbose_name = _("digest")
+        verbose_name_plural = _("digests")
+        indexes = [models.Index(fields=["is_active", "window_end"], name="pipeline_digest_due")]
+
+    def __str__(self) -> str:
+        return f"{self.organisation.short_name} {self.schedule} {self.channel}"

@@ -741,15 +741,7 @@ def export_events(
     if fmt not in ("csv", "json"):
         raise ValidationError({"format": _("Unknown format %(value)s.") % {"value": str(fmt)[:20]}})
     rows = queries.export_rows(events[:MAX_EXPORT])
-    if fmt == "json":
-        document = orjson.dumps(rows)
-    else:
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(EXPORT_COLUMNS)
-        for row in rows:
-            writer.writerow([neutralise(_cell(row[name])) for name in EXPORT_COLUMNS])
-        document = out.getvalue().encode()
+    document = orjson.dumps(rows) if fmt == "json" else events_csv(rows)
     audit.record(
         "pipeline.events_exported",
         actor=actor,
@@ -761,6 +753,17 @@ def export_events(
         },
     )
     return document
+
+
+def events_csv(rows: list[dict[str, Any]]) -> bytes:
+    """Export rows (``queries.export_rows``) as CSV, the cells a spreadsheet would run as
+    formulas neutralised (``minga.core.spreadsheet``): the exports' and the digests' format."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(EXPORT_COLUMNS)
+    for row in rows:
+        writer.writerow([neutralise(_cell(row[name])) for name in EXPORT_COLUMNS])
+    return out.getvalue().encode()
 
 
 def _cell(value: Any) -> str:

@@ -80,3 +80,25 @@ def watch_directories() -> str:
 
     read = services.watch_directories()
     return f"read {sum(read.values())} files"
+
+
+@schedule.every(timedelta(minutes=1), name="pipeline.queue_digests")
+@background_task(max_attempts=1)
+def queue_digests() -> str:
+    """Claim each organisation's digest that is due (its schedule, or its retry after a failed
+    delivery) and queue one ``send_digest`` per digest (``digests.claim_due``)."""
+    from minga.pipeline import digests
+
+    claimed = digests.claim_due()
+    for digest_id, token in claimed:
+        send_digest.enqueue(digest_id, token)
+    return f"queued {len(claimed)} digests"
+
+
+@background_task(max_attempts=1)
+def send_digest(digest_id: int, token: str) -> str:
+    """Deliver one claimed digest (``digests.send``); a failed delivery is recorded on the
+    digest and retried on its backoff by ``queue_digests``, not by the task framework."""
+    from minga.pipeline import digests
+
+    return digests.send(digest_id, token)

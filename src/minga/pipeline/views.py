@@ -20,9 +20,9 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from minga.core.forms import attach_service_errors
 from minga.core.models import Organisation, User
-from minga.pipeline import queries, services
+from minga.pipeline import digests, queries, services
 from minga.pipeline.choices import RunSource
-from minga.pipeline.forms import EventFilterForm, FeedForm, UploadForm
+from minga.pipeline.forms import DigestForm, EventFilterForm, FeedForm, UploadForm
 from minga.pipeline.models import Feed, Run
 
 EVENTS_PER_PAGE = 50
@@ -213,3 +213,77 @@ def event_export(request: HttpRequest, fmt: str) -> HttpResponse:
     )
     response["Content-Disposition"] = f'attachment; filename="events.{fmt}"'
     return response
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def digest_list(request: HttpRequest) -> HttpResponse:
+    """The digests of the organisations the user administers, and a form to subscribe one. A
+    webhook's signing secret is shown on the answer to its creation, once."""
+    user = _user(request)
+    organisations = digests.manageable_organisations(user)
+    form = DigestForm(organisations, request.POST or None)
+    secret = ""
+    created = None
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            created, secret = digests.create_digest(
+                user,
+                data["organisation"],
+                schedule=data["schedule"],
+                channel=data["channel"],
+                recipients=data["recipients"],
+                url=data["url"],
+                send_empty=data["send_empty"],
+            )
+        except (ValidationError, PermissionDenied) as exc:
+            _errors(form, exc)
+        else:
+            if not secret:
+                messages.success(request, _("The organisation is subscribed to the digest."))
+                return redirect("pipeline:digest_list")
+            form = DigestForm(organisations)
+    context = {
+        "form": form,
+        "digests": digests.digests_visible_to(user).order_by("organisation__short_name", "created_at"),
+        "may_subscribe": organisations.exists(),
+        "secret": secret,
+        "created": created,
+    }
+    return render(request, "pipeline/digest_list.html", context)
+
+
+@login_required
+@require_POST
+def digest_action(request: HttpRequest, uuid: UUID, action: str) -> HttpResponse:
+    """Pause, resume or remove a digest, or give a webhook digest a new secret (shown once)."""
+    user = _user(request)
+    digest = get_object_or_404(digests.digests_visible_to(user), uuid=uuid)
+    try:
+        if action == "pause":
+            digests.change_digest(user, digest, is_active=False)
+            messages.success(request, _("The digest is paused."))
+        elif action == "resume":
+            digests.change_digest(user, digest, is_active=True)
+            messages.success(request, _("The digest is active again."))
+        elif action == "delete":
+            digests.delete_digest(user, digest)
+            messages.success(request, _("The digest is removed."))
+        elif action == "secret":
+            secret = digests.new_secret(user, digest)
+            context = {
+                "form": DigestForm(digests.manageable_organisations(user)),
+                "digests": digests.digests_visible_to(user).order_by(
+                    "organisation__short_name", "created_at"
+                ),
+                "may_subscribe": True,
+                "secret": secret,
+                "created": digest,
+            }
+            return render(request, "pipeline/digest_list.html", context)
+        else:
+            raise Http404
+    except (ValidationError, PermissionDenied) as exc:
+        messages.error(request, " ".join(_as_validation_error(exc).messages))
+    return redirect("pipeline:digest_list")

@@ -7,8 +7,16 @@ from django.db.models import Count
 
 from minga.core.models import Organisation
 from minga.pipeline import services
-from minga.pipeline.choices import TAXONOMY_OF, Encoding, FeedFormat, FeedSource, RunStatus
-from minga.pipeline.models import COUNTS, EVENT_FIELDS, FEED_TLPS, Feed, Run
+from minga.pipeline.choices import (
+    TAXONOMY_OF,
+    DigestChannel,
+    DigestSchedule,
+    Encoding,
+    FeedFormat,
+    FeedSource,
+    RunStatus,
+)
+from minga.pipeline.models import COUNTS, EVENT_FIELDS, FEED_TLPS, Digest, Feed, Run
 
 
 def _pairs(values: list[str], option: str) -> dict[str, Any]:
@@ -91,6 +99,35 @@ class Command(BaseCommand):
         pull.add_argument("name")
         pull.add_argument("--queue", action="store_true", help="leave the chunks to the workers")
         actions.add_parser("watch", help="read the settled files of the watched directories now")
+        digest = actions.add_parser(
+            "digest", help="organisations' digests: list, add, pause, resume, remove, send"
+        )
+        digest_actions = digest.add_subparsers(dest="digest_action", required=True)
+        digest_actions.add_parser("list", help="list the digests")
+        add = digest_actions.add_parser("add", help="subscribe an organisation to a digest of its events")
+        add.add_argument("organisation", help="the organisation's short name")
+        add.add_argument("--schedule", choices=DigestSchedule.values, default=DigestSchedule.DAILY)
+        add.add_argument("--channel", choices=DigestChannel.values, default=DigestChannel.EMAIL)
+        add.add_argument(
+            "--to",
+            action="append",
+            default=[],
+            metavar="ADDRESS",
+            help="an e-mail address (repeatable; default: the organisation's 24/7 duty contacts)",
+        )
+        add.add_argument("--url", default="", help="with --channel webhook: the receiver's https URL")
+        add.add_argument(
+            "--send-empty", action="store_true", help="send a one-line digest when there is no event"
+        )
+        for name, text in (
+            ("pause", "stop sending a digest"),
+            ("resume", "send a paused digest again"),
+            ("remove", "remove a digest"),
+            ("secret", "give a webhook digest a new signing secret (printed once)"),
+        ):
+            one = digest_actions.add_parser(name, help=text)
+            one.add_argument("id", help="the digest's id (a UUID)")
+        digest_actions.add_parser("send", help="send the digests that are due now, here")
 
     def handle(self, *args: Any, action: str, **options: Any) -> None:
         getattr(self, f"_{action}")(options)
@@ -244,6 +281,63 @@ class Command(BaseCommand):
                 f"read {sum(read.values())} files" + "".join(f"\n  {k}: {v}" for k, v in read.items())
             )
         )
+
+    def _digest(self, options: dict[str, Any]) -> None:
+        from minga.pipeline import digests
+
+        action = options["digest_action"]
+        if action == "list":
+            for d in Digest.objects.select_related("organisation").order_by(
+                "organisation__short_name", "created_at"
+            ):
+                to = (
+                    d.url
+                    if d.channel == DigestChannel.WEBHOOK
+                    else ", ".join(d.recipients) or "duty contacts"
+                )
+                state = "active" if d.is_active else "paused"
+                if d.failures:
+                    state += f" ({d.failures} failures: {d.last_error})"
+                self.stdout.write(
+                    f"{d.uuid}\t{d.organisation.short_name}\t{d.schedule}\t{d.channel}\t{to}\t"
+                    f"up to {d.window_end.isoformat(timespec='seconds')}\t{state}"
+                )
+            return
+        if action == "send":
+            claimed = digests.claim_due()
+            for digest_id, token in claimed:
+                self.stdout.write(digests.send(digest_id, token))
+            self.stdout.write(self.style.SUCCESS(f"{len(claimed)} digests due"))
+            return
+        try:
+            if action == "add":
+                digest, secret = digests.create_digest(
+                    None,
+                    self._organisation(options["organisation"]),
+                    schedule=options["schedule"],
+                    channel=options["channel"],
+                    recipients=options["to"],
+                    url=options["url"],
+                    send_empty=options["send_empty"],
+                )
+                self.stdout.write(self.style.SUCCESS(f"digest {digest.uuid} added"))
+                if secret:
+                    self.stdout.write(f"signing secret (shown once): {secret}")
+                return
+            key = _uuid(options["id"])
+            found = Digest.objects.select_related("organisation").filter(uuid=key).first() if key else None
+            if found is None:
+                raise CommandError(f"No digest has the id {options['id']!r}.")
+            if action in ("pause", "resume"):
+                digests.change_digest(None, found, is_active=action == "resume")
+            elif action == "remove":
+                digests.delete_digest(None, found)
+            elif action == "secret":
+                self.stdout.write(f"signing secret (shown once): {digests.new_secret(None, found)}")
+                return
+        except ValidationError as exc:
+            raise CommandError(_messages(exc)) from exc
+        self.stdout.write(self.style.SUCCESS(f"digest {found.uuid}: {action} done"))
 
     def _purge(self, options: dict[str, Any]) -> None:
         purged = services.purge_expired()
