@@ -26,8 +26,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,6 +44,9 @@ DUPLICATES = 0.15
 BENCHMARK_RANGE = ipaddress.IPv4Network("198.18.0.0/15")
 OUTSIDE = [ipaddress.IPv4Network(n) for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24")]
 CATEGORIES = ("scan", "bot", "open-resolver", "brute-force")
+
+if TYPE_CHECKING:
+    from minga.pipeline.models import Feed, Run
 
 
 def _admin_url(url: str) -> tuple[str, str]:
@@ -154,6 +159,66 @@ def _peak_mb(pid: int) -> float:
     return 0.0
 
 
+def bench_feed() -> Feed:
+    """The hub and its CSV feed of the generated lines (one day's de-duplication window)."""
+    from minga.core import services as core_services
+    from minga.pipeline import services
+
+    hub = core_services.create_organisation(None, name="Benchmark hub", short_name="bench-hub")
+    return services.register_feed(
+        None,
+        hub,
+        name="bench-scan",
+        mapping={"time": "timestamp", "source_ip": "ip", "source_port": "port", "classification": "category"},
+        taxonomy_mapping={
+            "scan": "scanner",
+            "bot": "infected-system",
+            "open-resolver": "ddos-amplifier",
+            "brute-force": "brute-force",
+        },
+        dedup_window=86_400,
+    )
+
+
+def with_workers(
+    feed: Feed, path: Path, url: str, scratch: Path, count: int
+) -> tuple[Run, float, list[float]]:
+    """Hand ``path`` to the pipeline and let ``count`` real ``minga worker`` processes run it to
+    the end: the run, the seconds from the file handed over to the run done, each worker's peak MB."""
+    from minga.pipeline import services
+    from minga.pipeline.models import Run
+
+    def pieces() -> Iterator[bytes]:
+        with path.open("rb") as handle:
+            while block := handle.read(1 << 20):
+                yield block
+
+    env = _worker_env(url, scratch)
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "minga", "worker", "--interval", "0.05", "--no-schedule"],
+            cwd=REPO,
+            env=env,
+        )
+        for _ in range(count)
+    ]
+    peaks: list[float] = []
+    try:
+        time.sleep(3)  # let the workers import Django and reach their queue
+        started = time.perf_counter()
+        the_run = services.start_run(None, feed, pieces(), path.name, source="cli")
+        while Run.objects.filter(pk=the_run.pk, status__in=("queued", "running")).exists():
+            time.sleep(0.05)
+        elapsed = time.perf_counter() - started
+        peaks = [_peak_mb(worker.pid) for worker in workers]
+    finally:
+        for worker in workers:
+            worker.send_signal(signal.SIGTERM)
+        for worker in workers:
+            worker.wait(timeout=30)
+    return Run.objects.get(pk=the_run.pk), elapsed, peaks
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -178,27 +243,13 @@ def main() -> None:
 
 
 def run(scratch: Path, url: str, args: argparse.Namespace, rng: random.Random) -> None:
-    from minga.core import services as core_services
     from minga.pipeline import services
     from minga.pipeline.models import Event, EventRecipient, Run
 
     database = "PostgreSQL" if url.startswith("postgres") else "SQLite"
     started = time.perf_counter()
     inside = constituency(rng)
-    hub = core_services.create_organisation(None, name="Benchmark hub", short_name="bench-hub")
-    feed = services.register_feed(
-        None,
-        hub,
-        name="bench-scan",
-        mapping={"time": "timestamp", "source_ip": "ip", "source_port": "port", "classification": "category"},
-        taxonomy_mapping={
-            "scan": "scanner",
-            "bot": "infected-system",
-            "open-resolver": "ddos-amplifier",
-            "brute-force": "brute-force",
-        },
-        dedup_window=86_400,
-    )
+    feed = bench_feed()
     path = scratch / "feed.csv"
     duplicates = generate(path, args.events, inside, rng)
     size_mb = path.stat().st_size / 1e6
@@ -230,26 +281,7 @@ def run(scratch: Path, url: str, args: argparse.Namespace, rng: random.Random) -
         peaks.append(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         how = f"inline, in one process ({cpu:.1f} s of CPU)"
     else:
-        env = _worker_env(url, scratch)
-        workers = [
-            subprocess.Popen(
-                [sys.executable, "-m", "minga", "worker", "--interval", "0.05", "--no-schedule"],
-                cwd=REPO,
-                env=env,
-            )
-            for _ in range(args.workers)
-        ]
-        time.sleep(3)  # let the workers import Django and reach their queue
-        started = time.perf_counter()
-        the_run = services.start_run(None, feed, pieces(), "feed.csv", source="cli")  # type: ignore[arg-type]
-        while Run.objects.filter(pk=the_run.pk, status__in=("queued", "running")).exists():
-            time.sleep(0.05)
-        elapsed = time.perf_counter() - started
-        for worker in workers:
-            peaks.append(_peak_mb(worker.pid))
-            worker.send_signal(signal.SIGTERM)
-        for worker in workers:
-            worker.wait(timeout=30)
+        the_run, elapsed, peaks = with_workers(feed, path, url, scratch, args.workers)
         how = f"{args.workers} worker process{'es' if args.workers > 1 else ''}"
     the_run = Run.objects.get(pk=the_run.pk)
     rate = the_run.read / elapsed
