@@ -690,6 +690,15 @@ def export_stix(request: HttpRequest, reference: Reference) -> HttpResponse:
     return HttpResponse(services.export_stix(request.user, incident), content_type=STIX_MEDIA_TYPE)
 
 
+@router.get("/{reference}/pdf")
+def export_pdf(request: HttpRequest, reference: Reference) -> HttpResponse:
+    """The incident as a PDF summary, its TLP marking on every page (audited as an export)."""
+    incident = queries.get_or_404(request.user, reference)
+    response = HttpResponse(services.export_pdf(request.user, incident), content_type="application/pdf")
+    response["Content-Disposition"] = f'attachment; filename="{incident.reference}.pdf"'
+    return response
+
+
 # --- evidence --------------------------------------------------------------------------------
 #
 # Only the organisations taking part in the incident reach these endpoints: anyone else gets

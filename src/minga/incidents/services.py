@@ -1303,6 +1303,18 @@ def export_stix(actor: Actor, incident: Incident) -> bytes:
     return document
 
 
+def export_pdf(actor: Actor, incident: Incident) -> bytes:
+    """The incident as a PDF summary (``minga.incidents.pdf``): reference, title, classification,
+    status, the TLP marking on every page, participants, tasks and timeline. Call with an
+    incident that ``actor`` may read; audited as ``incident.export``."""
+    from minga.incidents import pdf
+
+    document = pdf.summary(actor, incident)
+    with transaction.atomic():
+        _audit("incident.export", actor, incident, format="pdf", bytes=len(document))
+    return document
+
+
 # --- evidence and chain of custody -------------------------------------------------------------
 #
 # Evidence belongs to an incident and is read and handled by the organisations taking part in

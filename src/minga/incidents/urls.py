@@ -22,6 +22,7 @@ urlpatterns = [
     path("<str:reference>/events/", views.incident_events, name="events"),
     path("<str:reference>/merge/", views.incident_merge, name="merge"),
     path("<str:reference>/stix.json", views.incident_stix, name="stix"),
+    path("<str:reference>/summary.pdf", views.incident_pdf, name="pdf"),
     path("<str:reference>/evidence/new/", views.evidence_create, name="evidence_create"),
     path("<str:reference>/evidence/<int:evidence_id>/", views.evidence_detail, name="evidence"),
     path(

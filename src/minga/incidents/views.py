@@ -460,6 +460,15 @@ def incident_stix(request: HttpRequest, reference: str) -> HttpResponse:
     return response
 
 
+@login_required
+def incident_pdf(request: HttpRequest, reference: str) -> HttpResponse:
+    """The PDF summary, for readers of the incident (404 for anyone else); audited as an export."""
+    incident = _incident(request, reference)
+    response = HttpResponse(services.export_pdf(request.user, incident), content_type="application/pdf")
+    response["Content-Disposition"] = f'attachment; filename="{incident.reference}.pdf"'
+    return response
+
+
 # --- evidence --------------------------------------------------------------------------------
 #
 # Every evidence page starts from ``queries.evidence_incident_or_404``: who does not take part
