@@ -46,7 +46,8 @@ def _admin_url(url: str) -> tuple[str, str]:
     return urlunsplit(parts._replace(path="/postgres")), name
 
 
-def _postgres(url: str, action: str) -> None:
+def postgres_database(url: str, action: str) -> None:
+    """Create (after dropping any left over) or drop the scratch database ``url`` names."""
     import psycopg
     from psycopg import sql
 
@@ -75,7 +76,7 @@ def scratch_node(prefix: str = "minga-bench-", *, sqlite_only: bool = False) -> 
         logging.getLogger("django.request").disabled = True  # a failed page is reported in one line
         node = Node(url, scratch)
         if node.is_postgres:
-            _postgres(url, "create")
+            postgres_database(url, "create")
         try:
             import django
 
@@ -89,4 +90,4 @@ def scratch_node(prefix: str = "minga-bench-", *, sqlite_only: bool = False) -> 
                 from django.db import connections
 
                 connections.close_all()
-                _postgres(url, "drop")
+                postgres_database(url, "drop")
