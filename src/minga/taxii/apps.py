@@ -8,4 +8,4 @@ class TaxiiConfig(AppConfig):
     verbose_name = _("TAXII")
 
     def ready(self) -> None:
-        from minga.taxii import tasks  # noqa: F401  (declares the periodic sync of peers)
+        from minga.taxii import retraction, tasks  # noqa: F401  (the periodic sync, the retraction receiver)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import itertools
 import logging
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -450,25 +450,40 @@ def receive(peer: Peer, items: Iterable[tuple[int, Any]]) -> Received:
             provenance=intel_services.Provenance(origin_node=origin_node, received_from=peer.name),
         )
         received.add(result)
-        _apply_retractions(peer, organisation, origin_node, result)
+        _dispatch(peer, organisation, origin_node, result)
     return received
 
 
-def _apply_retractions(
+# What other capabilities do when objects of their custom types arrive from a peer: apply a
+# retraction, open the local copy of an incident or an assistance request. Registered by type
+# (``on_receive``), called once per version newly stored here (not for replays), in the
+# transaction that stored it.
+Receiver = Callable[[Peer, StixObject], None]
+_RECEIVERS: dict[str, Receiver] = {}
+
+
+def on_receive(type_name: str) -> Callable[[Receiver], Receiver]:
+    """Declare ``receiver`` as what happens when a version of ``type_name`` arrives."""
+
+    def register(receiver: Receiver) -> Receiver:
+        _RECEIVERS[type_name] = receiver
+        return receiver
+
+    return register
+
+
+def _dispatch(
     peer: Peer, organisation: Organisation, origin_node: str, result: intel_services.ImportResult
 ) -> None:
-    """Retractions among the versions just stored (not replays) are applied at once."""
-    from minga.taxii import retraction
-
-    fresh = [
-        s.stix_id
-        for s in result.stored or []
-        if s.fresh and s.stix_id.startswith(retraction.RETRACTION + "--")
-    ]
-    for row in StixObject.objects.filter(
+    """Hand the versions just stored (not replays) of registered types to their receivers."""
+    fresh = [s.stix_id for s in result.stored or [] if s.fresh and s.stix_id.split("--")[0] in _RECEIVERS]
+    if not fresh:
+        return
+    rows = StixObject.objects.filter(
         stix_id__in=fresh, origin_organisation=organisation, origin_node=origin_node, received_from=peer.name
-    ).select_related("origin_organisation"):
-        retraction.apply_received(peer, row)
+    )
+    for row in rows.select_related("origin_organisation").order_by("pk"):
+        _RECEIVERS[row.type](peer, row)
 
 
 def objects_of(stream: IO[bytes]) -> Iterator[tuple[int, Any]]:

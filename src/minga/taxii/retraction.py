@@ -232,6 +232,7 @@ def _narrows_every_copy(
     return True
 
 
+@federation.on_receive(RETRACTION)
 def apply_received(peer: Peer, retraction: StixObject) -> None:
     """Apply a retraction that arrived from ``peer`` (stored already, with its provenance),
     then record the acknowledgement that federation carries back. Audited
