@@ -109,7 +109,8 @@ class IntelMQ:
         if not python.exists():
             raise SetupError(
                 f"no virtualenv at {self.venv} (python3 -m venv {self.venv} && "
-                f"{self.venv}/bin/pip install intelmq pyasn textX)"
+                f"{self.venv}/bin/pip install intelmq pyasn textX; as root, from a Python outside /root "
+                "such as /usr/bin/python3)"
             )
         probe = subprocess.run(  # noqa: S603
             [str(python), "-c", "import intelmq, pyasn, textx; print(intelmq.__version__)"],
@@ -497,6 +498,11 @@ def main() -> None:
 
 
 def compare(args: argparse.Namespace, scratch: Path, intelmq_root: Path) -> None:
+    try:  # before anything is measured
+        IntelMQ(Path(args.intelmq_venv), intelmq_root, args.lookup).check()
+    except SetupError as error:
+        print(f"IntelMQ could not be set up: {error}")
+        raise SystemExit(2) from None
     rng = random.Random(2026)  # pipeline_ingest.py's seed: the same constituency and feed
     url = pipeline_ingest.set_up_django(scratch)
     from django.db.models import Count
