@@ -78,9 +78,13 @@ def _is_loopback(host: str) -> bool:
 def clean_url(url: str) -> str:
     """An https URL (plain http only to this machine, for a receiver beside the node)."""
     url = url.strip()
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.scheme not in ("http", "https") or not host or len(url) > 500:
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        parts.port  # noqa: B018  (raises ValueError on a port that is not a number)
+    except ValueError:
+        host = ""
+    if not host or parts.scheme not in ("http", "https") or len(url) > 500 or not url.isprintable():
         raise ValidationError({"url": _("Give the webhook's full https URL (at most 500 characters).")})
     if parts.scheme == "http" and not _is_loopback(host):
         raise ValidationError({"url": _("A webhook must use https (plain http only to this machine).")})

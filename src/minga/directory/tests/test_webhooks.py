@@ -58,6 +58,8 @@ def test_who_may_and_bad_input(team):
         ("http://hooks.uy.example/", "must use https"),
         ("ftp://hooks.uy.example/", "full https URL"),
         ("https://user:pw@hooks.uy.example/", "no user name"),
+        ("https://[not an address/", "full https URL"),
+        ("https://hooks.uy.example:port/", "full https URL"),
     ]:
         with pytest.raises(ValidationError, match=message):
             services.set_webhook(team["admin"], org, url=url)
