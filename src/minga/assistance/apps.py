@@ -8,7 +8,10 @@ class AssistanceConfig(AppConfig):
     verbose_name = _("Mutual assistance")
 
     def ready(self) -> None:
-        from minga.assistance import tasks  # noqa: F401  (declares the escalation's periodic job)
+        from minga.assistance import (  # noqa: F401  (the escalation's periodic job; the federation receiver)
+            federation,
+            tasks,
+        )
 
     def load_demo(self) -> None:
         """Called by ``minga demo`` / ``minga up --demo`` after the directory demo."""

@@ -98,6 +98,13 @@ class AssistanceRequest(models.Model):
     escalated_at = models.DateTimeField(_("escalated"), null=True, blank=True)
     # When the sweep found the answer overdue and told the desk and the coordinator (once).
     answer_overdue_at = models.DateTimeField(_("answer overdue"), null=True, blank=True)
+    # Across nodes (``minga.assistance.federation``): the peer where the other party works on
+    # the request (blank: that side is on this node), what that party last said its status was,
+    # and the ``modified`` of its last version applied here.
+    requesting_node = models.CharField(_("requesting node"), max_length=100, blank=True, default="")
+    requested_node = models.CharField(_("requested node"), max_length=100, blank=True, default="")
+    remote_status = models.CharField(max_length=12, blank=True, default="")
+    remote_version = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -112,6 +119,11 @@ class AssistanceRequest(models.Model):
 
     def __str__(self) -> str:
         return self.reference
+
+    @property
+    def remote_node(self) -> str:
+        """The node where the other party works on this request (blank: both are here)."""
+        return self.requested_node or self.requesting_node
 
     @property
     def is_open(self) -> bool:

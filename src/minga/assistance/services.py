@@ -90,7 +90,18 @@ def may_answer(actor: Actor, request: AssistanceRequest) -> bool:
     return actor is None or request.requested_organisation_id in working_organisation_ids(actor)
 
 
+def _require_here(request: AssistanceRequest, organisation: Organisation, node: str) -> None:
+    """A party whose side of the request is on another node acts there, not here: its changes
+    reach this node by federation (``minga.assistance.federation``)."""
+    if node:
+        raise ValidationError(
+            _("%(org)s works on %(ref)s on its own node, %(node)s: this is done there.")
+            % {"org": organisation.short_name, "ref": request.reference, "node": node}
+        )
+
+
 def _require_requesting(actor: Actor, request: AssistanceRequest) -> None:
+    _require_here(request, request.requesting_organisation, request.requesting_node)
     if not may_request(actor, request):
         raise PermissionDenied(
             _("Only the requesting organisation's analysts may do this on %(ref)s.")
@@ -99,6 +110,7 @@ def _require_requesting(actor: Actor, request: AssistanceRequest) -> None:
 
 
 def _require_requested(actor: Actor, request: AssistanceRequest) -> None:
+    _require_here(request, request.requested_organisation, request.requested_node)
     if not may_answer(actor, request):
         raise PermissionDenied(
             _("Only the requested organisation's analysts may do this on %(ref)s.")
@@ -111,9 +123,9 @@ def _acting_organisation(actor: Actor, request: AssistanceRequest) -> Organisati
     if actor is None:
         return None
     own = working_organisation_ids(actor)
-    if request.requesting_organisation_id in own:
+    if request.requesting_organisation_id in own and not request.requesting_node:
         return request.requesting_organisation
-    if request.requested_organisation_id in own:
+    if request.requested_organisation_id in own and not request.requested_node:
         return request.requested_organisation
     raise PermissionDenied(
         _("Only the two parties' analysts may do this on %(ref)s.") % {"ref": request.reference}
@@ -195,6 +207,14 @@ def _audit(action: str, actor: Actor, request: AssistanceRequest, **details: Any
             **details,
         },
     )
+
+
+def _publish(request: AssistanceRequest) -> None:
+    """The new version of a request that a party on another node works on, for federation to
+    carry there, in the caller's transaction (``minga.assistance.federation.publish``)."""
+    from minga.assistance import federation
+
+    federation.publish(request)
 
 
 def _status_change(request: AssistanceRequest, actor: Actor, old: str, text: str = "", **extra: Any) -> None:
@@ -551,16 +571,28 @@ def submit(actor: Actor, request: AssistanceRequest) -> AssistanceRequest:
         else:
             message += " " + _("Ask the network coordinator to have its 24/7 contact confirmed first.")
         raise ValidationError({"requested_organisation": message})
+    from minga.assistance import federation
+
     now = timezone.now()
     acknowledge_within, respond_within = deadlines_for(request.priority)
     request.status = RequestStatus.SUBMITTED
     request.submitted_at = now
     request.acknowledge_by = now + acknowledge_within
     request.respond_by = now + respond_within
+    # Asked on another node: that node tells its desk and runs the deadlines' escalation.
+    request.requested_node = federation.hosting_node(request.requested_organisation)
     request.save()
     primary = chain[0]
-    _queue_mail(request, "submitted", 0, [primary.email], _contact_language(primary))
-    _status_change(request, actor, RequestStatus.DRAFT, notified=[primary.name])
+    notified: list[str] = []
+    if not request.requested_node:
+        _queue_mail(request, "submitted", 0, [primary.email], _contact_language(primary))
+        notified = [primary.email]
+    _status_change(
+        request,
+        actor,
+        RequestStatus.DRAFT,
+        **({"notified": [primary.name]} if notified else {"node": request.requested_node}),
+    )
     _audit(
         "assistance.submit",
         actor,
@@ -568,8 +600,10 @@ def submit(actor: Actor, request: AssistanceRequest) -> AssistanceRequest:
         priority=request.priority,
         acknowledge_by=request.acknowledge_by,
         respond_by=request.respond_by,
-        notified=[primary.email],
+        notified=notified,
+        node=request.requested_node,
     )
+    federation.publish(request)
     return request
 
 
@@ -592,6 +626,7 @@ def acknowledge(actor: Actor, request: AssistanceRequest) -> AssistanceRequest:
     seconds = _seconds(request.submitted_at, request.acknowledged_at)
     _status_change(request, actor, RequestStatus.SUBMITTED, seconds=seconds)
     _audit("assistance.acknowledge", actor, request, time_to_acknowledge_seconds=seconds)
+    _publish(request)
     return request
 
 
@@ -607,6 +642,7 @@ def start(actor: Actor, request: AssistanceRequest) -> AssistanceRequest:
     request.save()
     _status_change(request, actor, old)
     _audit("assistance.start", actor, request)
+    _publish(request)
     return request
 
 
@@ -642,6 +678,7 @@ def answer(actor: Actor, request: AssistanceRequest, outcome: str, text: str) ->
         time_to_answer_seconds=_seconds(request.submitted_at, now),
         in_time=request.answered_in_time,
     )
+    _publish(request)
     return request
 
 
@@ -663,6 +700,7 @@ def withdraw(actor: Actor, request: AssistanceRequest, reason: str = "") -> Assi
     request.save()
     _status_change(request, actor, old, reason)
     _audit("assistance.withdraw", actor, request)
+    _publish(request)
     return request
 
 
@@ -678,6 +716,7 @@ def close(actor: Actor, request: AssistanceRequest) -> AssistanceRequest:
     request.save()
     _status_change(request, actor, old)
     _audit("assistance.close", actor, request)
+    _publish(request)
     return request
 
 
@@ -714,6 +753,7 @@ def post_message(actor: Actor, request: AssistanceRequest, text: str) -> ThreadE
     entry = _thread(request, EntryKind.MESSAGE, actor, text, organisation=organisation)
     _count_response(request, organisation, entry.created_at)
     _audit("assistance.message", actor, request, entry=entry.pk, length=len(text))
+    _publish(request)
     return entry
 
 
@@ -799,6 +839,7 @@ def add_attachment(
     )
     _count_response(request, organisation, attachment.created_at)
     _audit("assistance.attach", actor, request, attachment=attachment.pk, size=size, sha256=sha)
+    _publish(request)
     return attachment
 
 
@@ -932,7 +973,9 @@ def escalate_overdue(now: datetime | None = None) -> list[str]:
     ``assistance.answer_overdue``); running it again does nothing twice. Returns the
     references escalated or reported."""
     now = now or timezone.now()
+    # A request asked of another node escalates there, where the requested side's desk is.
     due = AssistanceRequest.objects.filter(
+        requested_node="",
         status=RequestStatus.SUBMITTED,
         acknowledge_by__lte=now,
         escalation_level__lt=Escalation.COORDINATOR,
@@ -943,6 +986,7 @@ def escalate_overdue(now: datetime | None = None) -> list[str]:
         if reference is not None:
             done.append(reference)
     unanswered = AssistanceRequest.objects.filter(
+        requested_node="",
         status__in=OPEN_STATUSES,
         respond_by__lte=now,
         answered_at__isnull=True,
