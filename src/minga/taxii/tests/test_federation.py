@@ -4,6 +4,7 @@ what the distribution rule lets it have, with provenance, and a second sync chan
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -182,3 +183,24 @@ def test_garbage_from_a_peer_is_an_error_not_a_crash(
     assert outcome.error
     new.peer.refresh_from_db()
     assert new.peer.failures == 1 and new.peer.last_error == outcome.error
+
+
+def test_a_nodes_worker_syncs_its_peers_on_schedule(
+    live_server: Any, node_b: Node, a_orgs: dict[str, Organisation]
+) -> None:
+    """No one runs `minga sync`: B's `minga worker` pulls what A shares, on its schedule."""
+    pair(live_server, node_b)
+    node_b.python("from minga.taxii.models import Peer\nPeer.objects.update(interval=10)")
+    node_b.start_worker()
+    shared = indicator("198.51.100.50")
+    store(a_orgs["andina"], shared, tlp=TLP.GREEN)
+    deadline = time.monotonic() + 90
+    while not any(o["id"] == shared["id"] for o in node_b.objects()):
+        assert time.monotonic() < deadline, "B's worker did not pull the object in 90 s"
+        time.sleep(2)
+    state = node_b.python(
+        "from minga.taxii.models import Peer\n"
+        "p = Peer.objects.get(name='node-a')\n"
+        "result = [p.failures, p.pulled, p.last_success_at is not None]"
+    )
+    assert state == [0, 1, True]
