@@ -29,7 +29,7 @@ can fail the sync. The deadlines' escalation runs on the requested organisation'
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -120,7 +120,8 @@ def local_party(request: AssistanceRequest) -> Organisation | None:
 
 
 def _stamp(moment: datetime | None) -> str | None:
-    return timestamp(moment) if moment is not None else None
+    """A time of the request in UTC, to the microsecond (as stored: both nodes agree exactly)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ") if moment is not None else None
 
 
 def _message_id(entry: ThreadEntry) -> str:
