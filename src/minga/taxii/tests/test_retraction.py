@@ -67,11 +67,17 @@ def test_a_retraction_reaches_every_copy_and_each_node_acknowledges(ring: dict[s
     wide = indicator("198.51.100.67", name="sent to the wrong teams")  # AMBER for caribe and sur
     store(andina, mistake, tlp=TLP.GREEN)
     store(andina, wide, tlp=TLP.AMBER, recipients=(ring["caribe"], ring["sur"]))
+    store(andina, indicator("198.51.100.68"), tlp=TLP.AMBER)  # andina's alone: hosted on A only
+    strict = indicator("198.51.100.69")
+    store(andina, strict, tlp=TLP.AMBER_STRICT, recipients=(ring["caribe"],))
     for _round in range(2):
         sync_all(b, c)
     for node in (b, c):
         held = {o["id"]: o for o in node.objects()}
-        assert {mistake["id"], wide["id"]} <= set(held), node.name
+        # Exactly what the rule allows: B also holds the AMBER+STRICT object naming caribe,
+        # which it never passes on to C.
+        expected = {mistake["id"], wide["id"]} | ({strict["id"]} if node is b else set())
+        assert set(held) == expected, node.name
         assert len(copies(node, mistake["id"])) == 1  # the ring carried it once, not in circles
         assert held[mistake["id"]]["origin_node"] == "node-a"
     assert StixObject.objects.filter(stix_id=mistake["id"]).count() == 1  # A's own, never back
