@@ -792,8 +792,8 @@ def _harvest(world: World) -> Harvest:
             lambda: _second_factor_pending(world),
         ):
             response = make().get(url)
-            if response.status_code != 200:
-                continue
+            if response.status_code != 200 or not response.get("Content-Type", "").startswith("text/html"):
+                continue  # a download (a PDF, a bundle) has no forms to harvest
             parser = _FormParser()
             parser.feed(response.content.decode())
             for form in parser.forms:
