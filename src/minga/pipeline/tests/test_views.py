@@ -8,7 +8,7 @@ import io
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from minga.core.models import AuditEntry
+from minga.core.models import AuditEntry, Organisation
 from minga.pipeline.models import Event, Feed, Run
 from minga.pipeline.tests.helpers import HEADER, constituency, ingest, scan_feed
 
@@ -189,3 +189,19 @@ def test_a_feed_pulled_from_a_url_is_registered_on_its_page_with_its_pull_state(
         "answered 500" in page and "2 failures in a row" in page and "https://feeds.example/c2.json" in page
     )
     assert world["outsider"].get("/pipeline/feeds/remote/").status_code == 404
+
+
+def test_unrouted_events_are_the_node_teams_only(world, make_user, login_client):
+    """The events no organisation's constituency matched stay with the feed's owner, the node's
+    team: its analysts find them with the Unrouted filter; nobody else sees them, whatever the
+    filter (a node admin of another organisation included: admins manage the node, not content)."""
+    hub_page = world["hub"].get("/pipeline/?routed=no").content.decode()
+    assert "203.0.113.5" in hub_page and "1 event" in hub_page
+    for who in ("team", "other", "outsider"):
+        page = world[who].get("/pipeline/?routed=no").content.decode()
+        assert "0 events" in page and "203.0.113.5" not in page
+        assert "203.0.113.5" not in world[who].get("/pipeline/events.csv?routed=no").content.decode()
+    admin = login_client(
+        make_user("node-admin", Organisation.objects.get(short_name="outsider"), "node_admin")
+    )
+    assert "203.0.113.5" not in admin.get("/pipeline/?routed=no").content.decode()
