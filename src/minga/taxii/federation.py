@@ -52,7 +52,7 @@ from minga.intel import services as intel_services
 from minga.intel import stix
 from minga.intel.convert import Rejected
 from minga.intel.models import StixObject
-from minga.taxii import mispfeed
+from minga.taxii import mispfeed, peering
 from minga.taxii.models import Direction, Peer, PeerKind, TaxiiStatus
 from minga.taxii.services import MEDIA_TAXII, NAMESPACE, Filters, Page, emitted_json, encode_next, page
 
@@ -138,10 +138,10 @@ def add_peer(
         errors["name"] = _("This is this node's own id (MINGA_NODE_ID).")
     elif Peer.objects.filter(name=name).exists():
         errors["name"] = _("A peer with this name exists already.")
-    if not url.startswith(("http://", "https://")):
-        errors["url"] = _(
-            "Give the peer's TAXII API root (or a MISP feed's folder) as an http:// or https:// URL."
-        )
+    try:
+        url = peering.check_url(url)
+    except ValidationError as exc:
+        errors.update({field: " ".join(messages) for field, messages in exc.message_dict.items()})
     if kind not in PeerKind.values:
         errors["kind"] = _("Kind is minga, taxii or misp.")
     elif kind == PeerKind.MISP and direction != Direction.PULL:

@@ -34,7 +34,8 @@ def check_url(url: str) -> str:
         raise ValidationError(
             {
                 "url": _(
-                    "Give the peer's TAXII API root as an http:// or https:// URL, e.g. https://minga.example.org/taxii2/api/."
+                    "Give the peer's TAXII API root (or a MISP feed's folder) as an http:// or "
+                    "https:// URL, e.g. https://minga.example.org/taxii2/api/."
                 )
             }
         )
