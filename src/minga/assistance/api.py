@@ -56,6 +56,12 @@ class RequestOut(Schema):
     status: RequestStatus
     outcome: Outcome | None
     escalation_level: Escalation
+    requesting_node: str = Field(
+        ..., description="The peer where the requesting side works on it (blank: this node)"
+    )
+    requested_node: str = Field(
+        ..., description="The peer where the requested side works on it (blank: this node)"
+    )
     created_at: datetime
     submitted_at: datetime | None
     acknowledge_by: datetime | None

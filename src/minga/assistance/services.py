@@ -83,10 +83,16 @@ def working_organisation_ids(actor: Actor) -> set[int]:
 
 
 def may_request(actor: Actor, request: AssistanceRequest) -> bool:
+    """Whether ``actor`` acts for the requesting side here (never where it works on another node)."""
+    if request.requesting_node:
+        return False
     return actor is None or request.requesting_organisation_id in working_organisation_ids(actor)
 
 
 def may_answer(actor: Actor, request: AssistanceRequest) -> bool:
+    """Whether ``actor`` acts for the requested side here (never where it works on another node)."""
+    if request.requested_node:
+        return False
     return actor is None or request.requested_organisation_id in working_organisation_ids(actor)
 
 

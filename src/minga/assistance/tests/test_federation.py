@@ -274,7 +274,7 @@ def received(obj: dict[str, Any], origin: str, node: str = "node-b") -> dict[str
 
 @pytest.mark.django_db
 def test_a_peer_may_only_make_the_moves_of_the_side_it_hosts(
-    network: Network, make_request: Any, settings: Any
+    network: Network, make_request: Any, settings: Any, login_client: Any
 ) -> None:
     settings.MINGA_NODE_ID = "node-a"
     peer_b = federation.add_peer(None, name="node-b", url="http://127.0.0.1:9/b/", hosts=["csirt-cl"]).peer
@@ -307,17 +307,42 @@ def test_a_peer_may_only_make_the_moves_of_the_side_it_hosts(
         "may not move"
         in refused.filter(details__version__startswith="2030-01-01T00:00:02").get().details["reason"]
     )
-    # Chile, from B, acknowledges: applied, once, even if the same version comes again.
-    ack = received(version(5, status="acknowledged", acknowledged_at="2030-01-01T00:00:05.000Z"), "csirt-cl")
+    # Chile, from B, acknowledges with a message and a file (its bytes stay on B): applied,
+    # once, even if the same version comes again.
+    extra = {
+        "status": "acknowledged",
+        "acknowledged_at": "2030-01-01T00:00:05.000Z",
+        "messages": [{"id": "m-1", "created": "2030-01-01T00:00:05.000Z", "text": "On it."}],
+        "attachments": [
+            {
+                "id": "f-1",
+                "created": "2030-01-01T00:00:05.000Z",
+                "filename": "hold.pdf",
+                "size": 12,
+                "sha256": "ab" * 32,
+            }
+        ],
+    }
+    ack = received(version(5, **extra), "csirt-cl")
     federation.receive(peer_b, enumerate([ack]))
-    again = received(
-        version(5, status="acknowledged", acknowledged_at="2030-01-01T00:00:05.000Z"), "csirt-cl"
-    )
+    again = received(version(5, **extra), "csirt-cl")
     assert federation.receive(peer_b, enumerate([again])).duplicates == 1
     request.refresh_from_db()
     assert request.status == RequestStatus.ACKNOWLEDGED
     assert request.acknowledged_at is not None and request.acknowledged_at.year == 2030
     assert request.thread.filter(kind="status", organisation=network.cl).count() == 1
+    assert request.thread.filter(kind="message", organisation=network.cl, text="On it.").count() == 1
+    assert request.first_response_at is not None and request.first_response_at.year == 2030
+    # The page shows it all to Peru, with where Chile works and where the file is kept; Brazil: 404.
+    page = login_client(network.ana).get(f"/assistance/{request.reference}/")
+    assert page.status_code == 200
+    assert "hold.pdf" in page.text and "kept on node node-b" in page.text and "On it." in page.text
+    assert login_client(network.bruna).get(f"/assistance/{request.reference}/").status_code == 404
+    # Chile's people on A see no button to act for Chile: that is done on B.
+    assert (
+        'value="acknowledge"'
+        not in login_client(network.carlos).get(f"/assistance/{request.reference}/").text
+    )
     # A forged request that Peru never sent, opened in Chile's name, is not created.
     forged = version(6, id=f"{assistance_federation.REQUEST}--{uuid.uuid4()}")
     forged["request_uuid"] = forged["id"].split("--")[1]
