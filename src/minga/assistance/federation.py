@@ -200,7 +200,9 @@ def publish(request: AssistanceRequest) -> None:
         .values_list("modified", flat=True)
         .first()
     )
-    modified = timezone.now()
+    # Never before the submission (another node's clock may be ahead of this one's).
+    modified = max(timezone.now(), request.submitted_at)
+    modified = modified.replace(microsecond=modified.microsecond // 1000 * 1000)  # STIX: milliseconds
     if last is not None and modified <= last:
         modified = last + timedelta(milliseconds=1)
     obj = stix.with_tlp_marking(snapshot(request, party, modified), TLP.AMBER_STRICT)

@@ -359,3 +359,79 @@ def test_requests_between_parties_of_this_node_stay_here(network: Network, make_
     assert not StixObject.objects.filter(type=assistance_federation.REQUEST).exists()
     with pytest.raises(PermissionDenied):
         services.acknowledge(network.bruna, request)
+
+
+@pytest.mark.django_db
+def test_the_requested_node_opens_the_request_once_and_follows_the_requesting_side(
+    network: Network, settings: Any
+) -> None:
+    settings.MINGA_NODE_ID = "node-b"  # this node hosts Chile; Peru works on node-a
+    peer_a = federation.add_peer(None, name="node-a", url="http://127.0.0.1:9/a/", hosts=["csirt-pe"]).peer
+    request_uuid = str(uuid.uuid4())
+    body = {
+        "type": assistance_federation.REQUEST,
+        "spec_version": "2.1",
+        "id": f"{assistance_federation.REQUEST}--{request_uuid}",
+        "created": "2030-01-01T00:00:00.000Z",
+        "modified": "2030-01-01T00:00:00.000Z",
+        "name": "MAR-2030-000007",
+        "request_uuid": request_uuid,
+        "reference": "MAR-2030-000007",
+        "requesting_organisation": "csirt-pe",
+        "requested_organisation": "csirt-cl",
+        "requesting_state": "PE",
+        "requested_state": "CL",
+        "kind": "information",
+        "priority": "urgent",
+        "subject": "Who holds 198.18.9.9?",
+        "status": "submitted",
+        "submitted_at": "2030-01-01T00:00:00.123456Z",
+        "acknowledge_by": "2030-01-01T04:00:00.123456Z",
+        "respond_by": "2030-01-04T00:00:00.123456Z",
+        "messages": [],
+        "attachments": [],
+    }
+    federation.receive(peer_a, enumerate([received(body, "csirt-pe", "node-a")]))
+    request = AssistanceRequest.objects.get(uuid=request_uuid)
+    assert (request.reference, request.status, request.requesting_node) == (
+        "MAR-2030-000007",
+        "submitted",
+        "node-a",
+    )
+    assert request.acknowledge_by is not None and request.acknowledge_by.microsecond == 123456
+    assert request.requested_state.code == "CL" and request.requesting_state is not None
+    mails = RequestMail.objects.filter(request=request)
+    assert [(m.event, m.recipients) for m in mails] == [("submitted", ["duty@csirt-cl.example.org"])]
+    assert AuditEntry.objects.filter(
+        action="assistance.received", details__reference=request.reference
+    ).exists()
+    # Peru's people on this node do not act for Peru here: that is done on node-a.
+    with pytest.raises(ValidationError, match="node-a"):
+        services.withdraw(network.ana, request, "no longer needed")
+    # The same version again is a replay: nothing more, no second e-mail.
+    assert federation.receive(peer_a, enumerate([received(body, "csirt-pe", "node-a")])).duplicates == 1
+    assert mails.count() == 1 and AssistanceRequest.objects.count() == 1
+
+    # Peru withdraws on node-a; then claims an answer, which is Chile's to give: refused.
+    withdrawn = {
+        **body,
+        "modified": "2030-01-01T00:10:00.000Z",
+        "status": "withdrawn",
+        "withdrawal_reason": "Found it ourselves.",
+        "withdrawn_at": "2030-01-01T00:10:00.000000Z",
+    }
+    federation.receive(peer_a, enumerate([received(withdrawn, "csirt-pe", "node-a")]))
+    request.refresh_from_db()
+    assert (request.status, request.withdrawal_reason) == ("withdrawn", "Found it ourselves.")
+    assert request.withdrawn_at is not None and request.withdrawn_at.minute == 10
+    claimed = {**withdrawn, "modified": "2030-01-01T00:11:00.000Z", "status": "answered", "answer": "x"}
+    federation.receive(peer_a, enumerate([received(claimed, "csirt-pe", "node-a")]))
+    request.refresh_from_db()
+    assert request.status == "withdrawn" and request.answer == ""
+    assert AuditEntry.objects.filter(action="assistance.federation_refused").count() == 1
+    # A withdrawn request is not escalated; Chile closes it here, and that travels to node-a.
+    assert services.escalate_overdue(request.respond_by + timedelta(days=1)) == []
+    services.close(network.carlos, request)
+    latest = StixObject.objects.filter(stix_id=body["id"], origin_organisation=network.cl).get()
+    assert orjson.loads(latest.raw)["status"] == "closed"
+    assert access.may_distribute(latest, federation.peer_node(peer_a))
