@@ -244,7 +244,9 @@ def change_digest(actor: User | AnonymousUser | None, digest: Digest, **changes:
         setattr(digest, name, value)
     _validate(digest)
     with transaction.atomic():
-        digest.save()
+        # Only the settings: the delivery state (window, claim) is the workers', who may have
+        # moved it since this copy was read.
+        digest.save(update_fields=[*CHANGEABLE, "updated_at"])
         audit.record(
             "pipeline.digest_changed",
             actor=actor,

@@ -371,3 +371,15 @@ def test_the_command_line_adds_lists_and_sends_digests(world, smtp_server):
     call_command("feed", "digest", "pause", str(digest.uuid), stdout=io.StringIO())
     digest.refresh_from_db()
     assert not digest.is_active
+
+
+def test_changing_settings_does_not_undo_a_delivery(world, smtp_server):
+    digest, _ = digests.create_digest(None, world["team"], schedule="hourly")
+    stale = Digest.objects.get(pk=digest.pk)  # an admin's page loaded before the send
+    ingest(world["feed"], HEADER + LINES)
+    assert run_due(2) == [f"digest {digest.pk}: sent 3 events"]
+    digests.change_digest(None, stale, recipients=["new@demo-a.example"])
+    digest.refresh_from_db()
+    assert digest.recipients == ["new@demo-a.example"] and digest.last_count == 3
+    assert run_due(1.5) == [f"digest {digest.pk}: no events"]  # the window was not put back
+    assert len(smtp_server) == 1
