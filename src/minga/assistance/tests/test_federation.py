@@ -338,6 +338,18 @@ def test_a_peer_may_only_make_the_moves_of_the_side_it_hosts(
     assert page.status_code == 200
     assert "hold.pdf" in page.text and "kept on node node-b" in page.text and "On it." in page.text
     assert login_client(network.bruna).get(f"/assistance/{request.reference}/").status_code == 404
+    # In the intel store, neither Brazil nor the coordinator (metadata only) reads either copy.
+    stix_id = assistance_federation.stix_id(request)
+    assert intel_queries.visible(network.ana).filter(stix_id=stix_id, origin_organisation=network.cl).exists()
+    for outsider in (network.bruna, network.coordinator):
+        # (what node-c sent in Brazil's own name above is Brazil's, not a party's copy)
+        parties = (network.pe, network.cl)
+        assert (
+            not intel_queries.visible(outsider)
+            .filter(stix_id=stix_id, origin_organisation__in=parties)
+            .exists()
+        )
+    assert login_client(network.coordinator).get(f"/api/v1/intel/objects/{stix_id}").status_code == 404
     # Chile's people on A see no button to act for Chile: that is done on B.
     assert (
         'value="acknowledge"'
