@@ -9,6 +9,9 @@ Collections are not stored: they are views that the access policy computes per c
   to it imports in the organisation's name (``intel.services.import_bundle``), so ``can_write``
   is true exactly when the caller may import for it; reading it shows the objects that
   organisation shared, of those the caller may read.
+* **Events of an organisation** (one per organisation the caller is an active member of,
+  read-only): the feed pipeline's events routed to it, as STIX (``minga.pipeline.stix``, which
+  answers its pages).
 
 A collection the caller has no view of answers 404, like one that does not exist. Every object
 read starts from ``intel.queries.visible``: the policy is applied before any filter, count or
@@ -100,6 +103,7 @@ class Collection:
     can_write: bool
     organisation: Organisation | None = None  # None: the readable collection
     peer: Peer | None = None  # the federation collection, as this peer node sees it
+    events_of: Organisation | None = None  # the pipeline's events routed to it (minga.pipeline.stix)
 
     def as_resource(self) -> dict[str, Any]:
         return {
@@ -145,7 +149,23 @@ def collections_for(user: User) -> list[Collection]:
                 organisation=org,
             )
         )
+        found.append(_events(org))
     return found
+
+
+def _events(org: Organisation) -> Collection:
+    """The feed pipeline's events routed to ``org``, as STIX (read-only, ``minga.pipeline.stix``)."""
+    from minga.pipeline import stix as events
+
+    return Collection(
+        events.collection_id(org),
+        events.collection_title(org),
+        events.collection_description(org),
+        f"events-{org.short_name}",
+        can_read=True,
+        can_write=False,
+        events_of=org,
+    )
 
 
 def _readable() -> Collection:
@@ -382,6 +402,10 @@ def get_objects(user: User, collection: Collection, filters: Filters, *, stix_id
     with ``stix_id``, of that object only (404 when the caller may read no version of it).
     Audited (``taxii.objects_read``, one entry per page served, like an export) with the
     counts per TLP level."""
+    if collection.events_of is not None:
+        from minga.pipeline import stix as events
+
+        return events.page(user, collection.events_of, filters, stix_id=stix_id)
     objects = readable_objects(user, collection)
     if stix_id:
         objects = _one_object(objects, stix_id)
@@ -400,12 +424,20 @@ def get_objects(user: User, collection: Collection, filters: Filters, *, stix_id
 
 def get_manifest(user: User, collection: Collection, filters: Filters) -> Page:
     """A page of manifest records: (pk, date_added, stix_id, modified, spec_version)."""
+    if collection.events_of is not None:
+        from minga.pipeline import stix as events
+
+        return events.page(user, collection.events_of, filters, kind="manifest")
     objects = apply_filters(user, collection, readable_objects(user, collection), filters)
     return page(objects, filters, "stix_id", "modified", "spec_version")
 
 
 def get_versions(user: User, collection: Collection, stix_id: str, filters: Filters) -> Page:
     """A page of the versions of ``stix_id`` that ``user`` may read: (pk, date_added, modified)."""
+    if collection.events_of is not None:
+        from minga.pipeline import stix as events
+
+        return events.page(user, collection.events_of, filters, stix_id=stix_id, kind="versions")
     objects = _one_object(readable_objects(user, collection), stix_id)
     return page(apply_filters(user, collection, objects, filters), filters, "modified")
 

@@ -50,7 +50,7 @@ def test_a_teams_tooling_pushes_an_envelope_and_pulls_what_it_may_read(live_serv
     assert root is not None and [r.url for r in taxii.api_roots] == [root.url]
     assert root.max_content_length == services.max_content_length()
     found = collections_by_alias(root)
-    assert set(found) == {"readable", "inbox-andina"}
+    assert set(found) == {"readable", "inbox-andina", "events-andina"}
     inbox, readable = found["inbox-andina"], found["readable"]
     assert (inbox.can_read, inbox.can_write, readable.can_write) == (True, True, False)
 
@@ -93,7 +93,7 @@ def test_an_outsider_sees_nothing_through_any_endpoint(live_server: Any, cast: C
     olga = server(live_server, cast.olga.token).default
     assert olga is not None
     found = collections_by_alias(olga)
-    assert set(found) == {"readable", "inbox-outside"}
+    assert set(found) == {"readable", "inbox-outside", "events-outside"}
     readable = found["readable"]
     assert "objects" not in readable.get_objects()
     assert "objects" not in readable.get_manifest()

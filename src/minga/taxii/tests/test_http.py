@@ -17,6 +17,7 @@ from minga.core.models import AuditEntry
 from minga.intel import stix
 from minga.intel.models import StixObject
 from minga.intel.tests.bundles import TS, indicator, sco
+from minga.pipeline.stix import collection_id as events_id
 from minga.taxii import services, views
 from minga.taxii.models import TaxiiStatus
 from minga.taxii.tests.conftest import MEDIA, READABLE_URL, Cast, get, inbox_url, store, validate_stix
@@ -168,11 +169,12 @@ def test_collections_are_the_readable_view_and_one_inbox_per_organisation(client
     assert [(c["id"], c["can_read"], c["can_write"]) for c in listed] == [
         (services.READABLE_ID, True, False),
         (services.inbox_id(cast.andina), True, True),
+        (events_id(cast.andina), True, False),  # the feed pipeline's events (minga.pipeline.stix)
     ]
     assert listed[1]["alias"] == "inbox-andina"
     # A read-only member reads the inbox but may not post to it.
     rita = get(client, cast.rita, "/taxii2/api/collections/").json()["collections"]
-    assert [(c["can_read"], c["can_write"]) for c in rita] == [(True, False), (True, False)]
+    assert [(c["can_read"], c["can_write"]) for c in rita] == [(True, False), (True, False), (True, False)]
     # Another organisation's inbox does not exist for Ana.
     assert_error(get(client, cast.ana, inbox_url(cast.caribe)), 404)
     assert get(client, cast.ana, inbox_url(cast.andina)).json()["id"] == services.inbox_id(cast.andina)
@@ -374,7 +376,11 @@ def test_no_read_path_shows_an_object_outside_the_policy(client: Client, cast: C
     assert_error(get(client, cast.olga, obj + "versions/"), 404)
     assert_error(get(client, cast.olga, f"{inbox_url(cast.andina)}objects/"), 404)
     collections = get(client, cast.olga, "/taxii2/api/collections/").json()["collections"]
-    assert [c["id"] for c in collections] == [services.READABLE_ID, services.inbox_id(cast.outside)]
+    assert [c["id"] for c in collections] == [
+        services.READABLE_ID,
+        services.inbox_id(cast.outside),
+        events_id(cast.outside),
+    ]
     assert get(client, cast.olga, f"{inbox_url(cast.outside)}objects/").json() == {"more": False}
 
 
