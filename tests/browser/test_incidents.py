@@ -81,3 +81,15 @@ def test_duty_officer_coordinates_an_incident_and_a_participant_acknowledges(
     expect(brazil_row).to_contain_text("Acknowledged")
     expect(main).to_contain_text("we are on it")
     save_doc_screenshot(page, "incident.png")
+
+    # The PDF summary downloads; the metrics page measures what the officer may read.
+    with page.expect_download() as download:
+        page.get_by_role("button", name="PDF summary").click()
+    assert download.value.suggested_filename == f"{incident.reference}.pdf"
+    page.get_by_role("link", name="Incident board").click()
+    page.get_by_role("link", name="Metrics").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Incident metrics")
+    table = page.locator("main table")
+    expect(table).to_contain_text("Critical")
+    expect(table).to_contain_text("1")
+    save_doc_screenshot(page, "incident-metrics.png")

@@ -115,13 +115,12 @@ def metrics_page(request: HttpRequest) -> HttpResponse:
             "state": row.state,
             "priority": severities.get(row.priority, row.priority),
             "incidents": row.incidents,
-            "counts": (row.acknowledged, row.responded, row.resolved),
-            "times": [
-                (metrics.duration_text(median), metrics.duration_text(p90))
-                for median, p90 in (
-                    (row.median_to_acknowledge, row.p90_to_acknowledge),
-                    (row.median_to_first_response, row.p90_to_first_response),
-                    (row.median_to_resolve, row.p90_to_resolve),
+            "measures": [
+                (count, (metrics.duration_text(median), metrics.duration_text(p90)))
+                for count, median, p90 in (
+                    (row.acknowledged, row.median_to_acknowledge, row.p90_to_acknowledge),
+                    (row.responded, row.median_to_first_response, row.p90_to_first_response),
+                    (row.resolved, row.median_to_resolve, row.p90_to_resolve),
                 )
             ],
         }
