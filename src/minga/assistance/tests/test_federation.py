@@ -250,9 +250,15 @@ def test_a_request_travels_to_the_requested_node_and_its_answer_comes_back(
     )
     assert answer.status_code == 404
 
-    # Peru closes it on A; B follows.
+    # Peru closes it on A while B is down: A's push fails, the version waits, and A pushes it
+    # when B is back (B applies it in its web server, receiving the envelope).
+    node_b.stop()
     services.close(network.ana, request)
-    assert "pulled 1" in node_b.minga("sync", "node-a").stdout
+    assert "cannot be reached" in federation.sync(Peer.objects.get(pk=peer_b.pk)).error
+    node_b.start()
+    Peer.objects.filter(pk=peer_b.pk).update(next_attempt_at=None)
+    back = federation.sync(Peer.objects.get(pk=peer_b.pk))
+    assert back.error == "" and back.pushed == 1
     b = on_b(node_b, uid)
     assert b["status"] == "closed" and b["closed_at"]
     assert len(b["mails"]) == 1  # the submission (B has no coordinator address to escalate to)
