@@ -39,6 +39,7 @@ from django.db import transaction
 from django.db.models import Min, Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from minga.core import audit, sealed, webhooks
 from minga.core.access import Reader
@@ -364,12 +365,17 @@ def email_message(item: Content, to: list[str]) -> EmailMessage:
         subject = _("Minga digest for %(organisation)s: no events") % {"organisation": org.name}
         body = _("No events were routed to %(organisation)s between %(start)s and %(end)s.") % window
     else:
-        subject = _("Minga digest for %(organisation)s: %(n)d events") % {
-            "organisation": org.name,
-            "n": total,
-        }
+        subject = ngettext(
+            "Minga digest for %(organisation)s: %(n)d event",
+            "Minga digest for %(organisation)s: %(n)d events",
+            total,
+        ) % {"organisation": org.name, "n": total}
         lines = [
-            _("%(n)d events were routed to %(organisation)s between %(start)s and %(end)s.")
+            ngettext(
+                "%(n)d event was routed to %(organisation)s between %(start)s and %(end)s.",
+                "%(n)d events were routed to %(organisation)s between %(start)s and %(end)s.",
+                total,
+            )
             % {**window, "n": total},
             "",
         ]
