@@ -89,9 +89,13 @@ def clean_url(url: str, field: str = "url") -> str:
     """An https URL (plain http only to this machine, for a receiver beside the node), without
     credentials; a ``ValidationError`` on ``field`` saying what is wrong otherwise."""
     url = (url or "").strip()
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.scheme not in ("http", "https") or not host or len(url) > 500:
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        parts.port  # noqa: B018  (raises ValueError on a port that is not a number)
+    except ValueError:  # bad brackets, a port that is not a number
+        host = ""
+    if not host or parts.scheme not in ("http", "https") or len(url) > 500 or not url.isprintable():
         raise ValidationError({field: _("Give the webhook's full https URL (at most 500 characters).")})
     if parts.scheme == "http" and not _is_loopback(host):
         raise ValidationError({field: _("A webhook must use https (plain http only to this machine).")})

@@ -210,6 +210,9 @@ def test_webhook_urls_are_checked(world):
         ("ftp://example.org/hook", "full https URL"),
         ("http://hooks.example.org/minga", "must use https"),
         ("https://user:pw@hooks.example.org/minga", "no user name"),
+        ("https://[hooks.example.org/minga", "full https URL"),
+        ("https://hooks.example.org:http/minga", "full https URL"),
+        ("https://hooks.example.org/\x00minga", "full https URL"),
     ):
         with pytest.raises(ValidationError) as caught:
             digests.create_digest(None, world["team"], channel="webhook", url=url)
@@ -245,6 +248,13 @@ def test_rest_shows_the_secret_once(world, bearer, client):
         headers=headers,
     )
     assert bad.status_code == 400 and "https" in bad.content.decode()
+    broken = client.post(
+        "/api/v1/pipeline/digests",
+        {"channel": "webhook", "url": "https://[::1/minga"},
+        content_type="application/json",
+        headers=headers,
+    )
+    assert broken.status_code == 400 and "full https URL" in broken.content.decode()
 
 
 def test_the_page_shows_a_new_secret_once(world, login_client, receiver):
