@@ -83,6 +83,9 @@ class IncidentOut(Schema):
     reporter: str = Field(..., alias="origin_organisation.short_name")
     coordinator: str = Field(..., alias="coordinating_organisation.short_name")
     merged_into: str | None
+    coordinating_node: str = Field(
+        ..., description="Blank: coordinated on this node; else the node that coordinates it (a mirror)"
+    )
     created_at: datetime
     updated_at: datetime
 

@@ -8,7 +8,10 @@ class IncidentsConfig(AppConfig):
     verbose_name = _("Incidents")
 
     def ready(self) -> None:
-        from minga.incidents import tasks  # noqa: F401  (declares the outbox's periodic job)
+        from minga.incidents import (  # noqa: F401  (the outbox's periodic job; the federation receivers)
+            federation,
+            tasks,
+        )
 
     def load_demo(self) -> None:
         """Called by ``minga demo`` / ``minga up --demo`` after the directory and intel demos."""

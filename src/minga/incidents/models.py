@@ -85,6 +85,10 @@ class Incident(SharedObject):
     )
     resolved_at = models.DateTimeField(_("resolved"), null=True, blank=True)
     closed_at = models.DateTimeField(_("closed"), null=True, blank=True)
+    # A mirror of an incident coordinated on another Minga node (``minga.incidents.federation``):
+    # that node's id, and the ``modified`` of its last version applied here. Blank: coordinated here.
+    coordinating_node = models.CharField(_("coordinated on node"), max_length=100, blank=True)
+    remote_version = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-pk"]
@@ -238,6 +242,8 @@ class IncidentTask(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     completed_at = models.DateTimeField(null=True, blank=True)
+    # On a mirror: the task's id on the coordinating node.
+    remote_id = models.CharField(max_length=100, blank=True)
 
     class Meta:
         ordering = ["due_at", "pk"]

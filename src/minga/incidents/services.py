@@ -139,6 +139,11 @@ def may_contribute(actor: Actor, incident: Incident) -> bool:
 
 
 def _require_coordinator(actor: Actor, incident: Incident) -> None:
+    if incident.coordinating_node:
+        raise ValidationError(
+            _("%(ref)s is coordinated on node %(node)s: only its participants' own answers are made here.")
+            % {"ref": incident.reference, "node": incident.coordinating_node}
+        )
     if not may_coordinate(actor, incident):
         raise PermissionDenied(
             _("Only the reporting and coordinating organisations' analysts may do this on %(ref)s.")
@@ -214,6 +219,12 @@ def _audit(action: str, actor: Actor, incident: Incident, **details: Any) -> Non
         organisation=incident.origin_organisation,
         details={"reference": incident.reference, **details},
     )
+    # Every change is audited here, once, in its transaction: the place where it is also
+    # published to the participants' nodes (a new version of the incident, or a participant's
+    # update of a mirror), committed with it.
+    from minga.incidents.federation import changed
+
+    changed(incident, action, details)
 
 
 def _clean_text(value: Any, field: str, *, required: bool, limit: int) -> str:
@@ -742,6 +753,19 @@ def remove_participant(
 
 
 def _own_participation(actor: Actor, incident: Incident, organisation: Organisation | None) -> Participant:
+    if actor is None and organisation is not None:
+        # The node itself, for an organisation: a participant's answer arriving from its node.
+        found_one = (
+            incident.participants.filter(status__in=READING_STATUSES, organisation=organisation)
+            .select_related("organisation")
+            .first()
+        )
+        if found_one is None:
+            raise PermissionDenied(
+                _("%(org)s does not take part in %(ref)s.")
+                % {"org": organisation.short_name, "ref": incident.reference}
+            )
+        return found_one
     own = working_organisation_ids(actor)
     candidates = incident.participants.filter(status__in=READING_STATUSES, organisation_id__in=own)
     if organisation is not None:
@@ -755,16 +779,22 @@ def _own_participation(actor: Actor, incident: Incident, organisation: Organisat
 
 
 @transaction.atomic
-def acknowledge(actor: Actor, incident: Incident, organisation: Organisation | None = None) -> Participant:
+def acknowledge(
+    actor: Actor, incident: Incident, organisation: Organisation | None = None, *, at: datetime | None = None
+) -> Participant:
     """The participant says it has taken the incident on; the time to acknowledge is counted
-    from when it was added. Its analysts only; audited as ``incident.acknowledge``."""
+    from when it was added (to ``at``, when it acknowledged on its own node: never before it
+    was added, never in the future). Its analysts only; audited as ``incident.acknowledge``."""
     participant = _own_participation(actor, incident, organisation)
     if participant.status == ParticipantStatus.ACKNOWLEDGED:
         raise ValidationError(
             _("%(org)s acknowledged already.") % {"org": participant.organisation.short_name}
         )
+    now = timezone.now()
+    if at is not None:
+        at = min(max(at, participant.added_at or at), now)
     participant.status = ParticipantStatus.ACKNOWLEDGED
-    participant.acknowledged_at = timezone.now()
+    participant.acknowledged_at = at or now
     participant.declined_at, participant.reason = None, ""
     participant.save()
     elapsed = participant.time_to_acknowledge
@@ -828,13 +858,26 @@ def _actor_organisation(actor: Actor, incident: Incident) -> Organisation | None
 
 
 @transaction.atomic
-def comment(actor: Actor, incident: Incident, text: str) -> TimelineEntry:
-    """Write on the shared timeline. Contributors only; audited as ``incident.comment``."""
+def comment(
+    actor: Actor, incident: Incident, text: str, *, organisation: Organisation | None = None
+) -> TimelineEntry:
+    """Write on the shared timeline. Contributors only (the node itself names the
+    ``organisation`` it writes for: a participant's comment from its node); audited as
+    ``incident.comment``."""
     _require_contributor(actor, incident)
     text = _clean_text(text, "text", required=True, limit=MAX_TEXT)
-    entry = _timeline(
-        incident, TimelineKind.COMMENT, actor, text, organisation=_actor_organisation(actor, incident)
-    )
+    if actor is None and organisation is not None:
+        allowed = participating_ids(incident) | {
+            incident.origin_organisation_id,
+            incident.coordinating_organisation_id,
+        }
+        if organisation.pk not in allowed:
+            raise PermissionDenied(
+                _("Only the organisations taking part in %(ref)s may do this.") % {"ref": incident.reference}
+            )
+    else:
+        organisation = _actor_organisation(actor, incident)
+    entry = _timeline(incident, TimelineKind.COMMENT, actor, text, organisation=organisation)
     _audit("incident.comment", actor, incident, entry=entry.pk, length=len(text))
     return entry
 
