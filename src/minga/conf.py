@@ -127,6 +127,12 @@ SETTINGS: tuple[Setting, ...] = (
         "false",
         "Allow feed URLs whose host is a private, loopback or link-local address (off: only public ones).",
     ),
+    Setting(
+        "MINGA_WEBHOOK_PRIVATE",
+        "false",
+        "Allow webhooks (incident notifications, digests) to private or link-local addresses "
+        "(off: only public ones, and this machine over plain http).",
+    ),
     Setting("MINGA_LOG_LEVEL", "INFO", "Log level of the node's processes."),
     Setting(
         "MINGA_PUBLIC_URL",

@@ -1,6 +1,6 @@
 """Signed webhooks: how the node signs what it POSTs to a receiver, and how a receiver checks it.
-Shared by every app that POSTs to a URL an organisation gave (the pipeline's digests; the same
-scheme as the directory's notification webhooks).
+Shared by every app that POSTs to a URL an organisation gave (the pipeline's digests, the
+incidents' notifications through the directory's webhooks).
 
 Each delivery is a POST of a JSON body with these headers:
 
@@ -29,12 +29,14 @@ import hashlib
 import hmac
 import ipaddress
 import secrets
+import socket
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext as _
 
@@ -110,6 +112,33 @@ class DeliveryFailed(Exception):
     """The receiver could not be reached or did not answer 2xx."""
 
 
+def check_destination(url: str) -> None:
+    """Refuse (``DeliveryFailed``) a URL whose host resolves to a private, link-local or
+    reserved address, unless MINGA_WEBHOOK_PRIVATE: an organisation's admin gives the URL, and
+    must not make the node call into its own network (a cloud's metadata service, an internal
+    admin page). This machine stays allowed: a receiver beside the node. Checked before each
+    attempt, so a name that later resolves inward is refused then."""
+    if settings.MINGA_WEBHOOK_PRIVATE:
+        return
+    host = urlsplit(url).hostname or ""
+    try:
+        addresses = {str(info[4][0]).split("%")[0] for info in socket.getaddrinfo(host, None)}
+    except (socket.gaierror, UnicodeError) as exc:
+        raise DeliveryFailed(
+            _("The host %(host)s cannot be resolved: %(error)s") % {"host": host, "error": exc}
+        ) from None
+    for address in sorted(addresses):
+        ip = ipaddress.ip_address(address)
+        if not ip.is_global and not ip.is_loopback:
+            raise DeliveryFailed(
+                _(
+                    "The host %(host)s is %(address)s, not a public address; the node's operator may "
+                    "allow private ones (MINGA_WEBHOOK_PRIVATE)."
+                )
+                % {"host": host, "address": address}
+            )
+
+
 @dataclass(frozen=True)
 class Delivered:
     status: int
@@ -128,6 +157,7 @@ def post(
     """POST ``body`` (JSON) to ``url``, signed with ``secret``; ``DeliveryFailed`` with the
     reason unless the receiver answers 2xx. Redirects are not followed (a signed body goes
     where it was sent or nowhere)."""
+    check_destination(url)
     stamp = int(now if now is not None else time.time())
     request = urllib.request.Request(  # noqa: S310  (the scheme is checked by clean_url)
         url,

@@ -20,7 +20,6 @@ import ipaddress
 import json
 import mimetypes
 import re
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -1294,7 +1293,6 @@ def deliver_webhook(notification_id: int) -> str:
     timestamp per attempt, in the signed content). Delivered when the receiver answers 2xx;
     anything else, a time-out or a refused connection is a failed attempt. Claimed and audited
     like e-mail; ``NotDelivered`` makes the task retry with backoff."""
-    import requests
 
     from minga.directory import webhooks
     from minga.directory.models import Webhook
@@ -1311,24 +1309,15 @@ def deliver_webhook(notification_id: int) -> str:
         secret = webhooks.unseal_secret(webhook.sealed_secret)
         if secret is None:
             raise NotDelivered(_("The webhook's secret cannot be opened with this node's key: set it again."))
-        body = notification.body.encode()
-        timestamp = int(time.time())
-        answer = requests.post(
+        # The node's one scheme: signed, no redirects, never into a private network.
+        webhooks.post(
             webhook.url,
-            data=body,
-            headers={
-                "Content-Type": "application/json",
-                "User-Agent": "Minga webhook",
-                webhooks.TIMESTAMP_HEADER: str(timestamp),
-                webhooks.SIGNATURE_HEADER: webhooks.sign(secret, timestamp, body),
-                webhooks.DELIVERY_HEADER: str(notification.pk),
-                webhooks.EVENT_HEADER: notification.event,
-            },
+            secret,
+            notification.body.encode(),
+            delivery=str(notification.pk),
+            event=notification.event,
             timeout=WEBHOOK_TIMEOUT,
-            allow_redirects=False,
         )
-        if not 200 <= answer.status_code < 300:
-            raise NotDelivered(_("The webhook answered HTTP %(status)d.") % {"status": answer.status_code})
     except Exception as exc:
         raise _failed(notification, exc) from exc
     _delivered(notification, [webhook.url])
