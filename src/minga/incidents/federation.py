@@ -170,7 +170,12 @@ def changed(incident: Incident, action: str, details: dict[str, Any]) -> None:
         if action in UPDATE_ACTIONS:
             publish_update(incident, UPDATE_ACTIONS[action], details)
         return
-    publish(incident)
+    removed: list[Organisation] = []
+    if action == "incident.participant_remove":
+        # This version goes to the removed participant's node too: its mirror learns of the
+        # removal and stops granting its members access. Later versions go there no more.
+        removed = list(Organisation.objects.filter(short_name=details.get("participant")))
+    publish(incident, also=removed)
 
 
 def snapshot(incident: Incident, modified: datetime) -> dict[str, Any]:
@@ -249,18 +254,22 @@ def snapshot(incident: Incident, modified: datetime) -> dict[str, Any]:
     return obj
 
 
-def publish(incident: Incident) -> None:
+def publish(incident: Incident, also: list[Organisation] | None = None) -> None:
     """Store the new version of an incident coordinated here, in the coordinator's name, when
-    one of its participants works on another node. Never for TLP:RED."""
+    one of its participants (or ``also``: one just removed) works on another node. Never for
+    TLP:RED."""
     tlp = carrier_tlp(incident.tlp)
     if tlp is None:
         return
-    others = _reading_ids(incident) - {incident.coordinating_organisation_id}
+    extra = [o for o in also or [] if o.pk != incident.coordinating_organisation_id]
+    others = (_reading_ids(incident) | {o.pk for o in extra}) - {incident.coordinating_organisation_id}
     if not others or not hosted_elsewhere(others):
         return
     publisher = incident.coordinating_organisation
     modified = _next_modified(stix_id(incident), publisher, incident.created_at)
-    _store(publisher, snapshot(incident, modified), tlp, _recipients(incident, publisher))
+    recipients = _recipients(incident, publisher)
+    recipients += [o for o in extra if o not in recipients]
+    _store(publisher, snapshot(incident, modified), tlp, recipients)
 
 
 def publish_update(incident: Incident, action: str, details: dict[str, Any]) -> None:

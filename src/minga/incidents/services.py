@@ -111,6 +111,8 @@ def may_open(actor: Actor, organisation: Organisation) -> bool:
 
 
 def may_coordinate(actor: Actor, incident: Incident) -> bool:
+    if incident.coordinating_node:
+        return False  # a mirror: coordinated on its node
     if actor is None:
         return True
     if not access.can_read(actor, incident):

@@ -152,6 +152,24 @@ def test_an_incident_travels_to_its_participants_node_and_their_answers_come_bac
     seen = requests.get(base, headers=carla, timeout=30)
     assert seen.status_code == 200 and seen.json()["title"] == "Ransomware at a hospital"
     assert seen.json()["coordinating_node"] == "node-a"
+    # Its page on B says where it is coordinated, offers no coordinator's form, and is a 404
+    # for Brazil's analyst.
+    page = node_b.python(
+        f"""
+        from urllib.parse import urlsplit
+        from django.test import Client
+        from minga.core.models import User
+        result = {{}}
+        for name in ("carla", "beto"):
+            client = Client(HTTP_HOST=urlsplit({node_b.url!r}).netloc)
+            client.force_login(User.objects.get(username=name))
+            answer = client.get("/incidents/{incident.reference}/")
+            result[name] = [answer.status_code, answer.content.decode()]
+        """
+    )
+    assert page["beto"][0] == 404
+    assert page["carla"][0] == 200 and "Coordinated on node node-a" in page["carla"][1]
+    assert f"/incidents/{incident.reference}/edit/" not in page["carla"][1]
     # On B the incident is coordinated elsewhere: no coordinator's change is made there.
     refused = requests.post(f"{base}/status", json={"status": "triage"}, headers=carla, timeout=30)
     assert refused.status_code in (400, 403)
@@ -214,6 +232,13 @@ def test_an_incident_travels_to_its_participants_node_and_their_answers_come_bac
         timeout=30,
     )
     assert answer.status_code == 404
+
+    # Peru takes Chile out: B's mirror learns it, and Chile's analyst reads it no more there.
+    services.remove_participant(network.ana, incident, network.cl, "Handled by the hospital")
+    node_b.minga("sync", "node-a")
+    b = mirror(node_b, incident)
+    assert b["participants"] == [["demo-csirt-cl", "removed"]] and b["recipients"] == []
+    assert requests.get(base, headers=carla, timeout=30).status_code == 404
 
     # A TLP:RED incident with Chile as participant never leaves A.
     red = services.open_incident(
