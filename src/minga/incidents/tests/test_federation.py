@@ -64,6 +64,17 @@ result = incident and {{
 """
 
 
+@pytest.fixture(autouse=True)
+def reference_data(transactional_db: Any) -> None:
+    """The member states and sectors the directory's data migration seeds: another transactional
+    test's flush may have emptied those tables."""
+    import importlib
+
+    from django.apps import apps
+
+    importlib.import_module("minga.directory.migrations.0002_seed_states_and_sectors").seed(apps, None)
+
+
 @pytest.fixture
 def node_b(tmp_path: Path) -> Iterator[Node]:
     node = Node("node-b", tmp_path)
