@@ -216,10 +216,17 @@ def test_an_incident_travels_to_its_participants_node_and_their_answers_come_bac
     assert task.status == TaskStatus.DONE
     # Peru is told in-app of Chile's acknowledgement, once.
     assert incident.notifications.filter(event="participant_acknowledged").count() == 1
-    # A second sync brings nothing more and applies nothing twice.
+    # A second sync brings nothing more; an update handed over again is not applied twice.
     again = federation.sync(Peer.objects.get(pk=peer_b.pk))
     assert again.pulled == 0
+    updates = StixObject.objects.filter(type=incident_federation.UPDATE, received_from="node-b")
+    assert updates.count() == 3
+    for version in updates.select_related("origin_organisation"):
+        incident_federation.receive_update(Peer.objects.get(pk=peer_b.pk), version)
     assert incident.timeline.filter(text="Logs frozen on our side.").count() == 1
+    assert incident.timeline.filter(details__acknowledged="demo-csirt-cl").count() == 1
+    assert incident.notifications.filter(event="participant_acknowledged").count() == 1
+    assert not AuditEntry.objects.filter(action="incident.federation_refused").exists()
 
     # B pulls A's new versions: the merged state, without Chile's own answers written twice.
     node_b.minga("sync", "node-a")
@@ -299,5 +306,20 @@ def test_an_update_from_a_node_that_does_not_host_its_sender_is_refused(
     outcome = federation.sync(Peer.objects.get(pk=peer_b.pk))
     assert not outcome.error
     refusal = AuditEntry.objects.get(action="incident.federation_refused")
+    assert refusal.details["sender"] == "demo-csirt-br"
     assert "does not work on node node-b" in refusal.details["reason"]
     assert incident.participants.get(organisation=br).status == ParticipantStatus.ADDED
+
+    # A GREEN incident travels marked AMBER for its participants: to B (Chile), not to a node
+    # hosting only Brazil, which takes no part; its own TLP travels in the extension.
+    green = services.open_incident(ana, pe, title="Green case", type="c2-server", tlp=TLP.GREEN)
+    services.add_participant(ana, green, cl)
+    carried = StixObject.objects.get(stix_id=incident_federation.stix_id(green))
+    assert carried.tlp == TLP.AMBER
+    assert [o.short_name for o in carried.recipient_organisations.all()] == ["demo-csirt-cl"]
+    other = federation.add_peer(
+        None, name="node-c", url="http://127.0.0.1:9/c/", hosts=["demo-csirt-br"]
+    ).peer
+    assert not access.may_distribute(carried, federation.peer_node(other))
+    assert federation.distributable(Peer.objects.get(pk=peer_b.pk)).filter(pk=carried.pk).exists()
+    assert '"tlp":"green"' in carried.raw.replace(" ", "")
