@@ -251,6 +251,17 @@ def test_an_incident_travels_to_its_participants_node_and_their_answers_come_bac
     )
     assert answer.status_code == 404
 
+    # Peru moves it to triage while B is down: A's push fails, the version waits, and A pushes
+    # it when B is back (B applies it in its web server, receiving the envelope).
+    node_b.stop()
+    services.change_status(network.ana, incident, "triage")
+    assert "cannot be reached" in federation.sync(Peer.objects.get(pk=peer_b.pk)).error
+    node_b.start()
+    Peer.objects.filter(pk=peer_b.pk).update(next_attempt_at=None)
+    back = federation.sync(Peer.objects.get(pk=peer_b.pk))
+    assert not back.error and back.pushed >= 1
+    assert mirror(node_b, incident)["status"] == "triage"
+
     # Peru takes Chile out: B's mirror learns it, and Chile's analyst reads it no more there.
     services.remove_participant(network.ana, incident, network.cl, "Handled by the hospital")
     node_b.minga("sync", "node-a")
