@@ -173,16 +173,20 @@ def allocate_reference(now: datetime | None = None) -> str:
     """The next reference of the year, ``MNG-YYYY-NNNNNN``. Call it inside the transaction that
     stores the incident: concurrent callers queue on the counter's row (PostgreSQL) or on the
     database's write lock (SQLite), and a rollback gives the number back, so numbers have no gaps
-    and no duplicates."""
+    and no duplicates. A number held by the mirror of an incident coordinated on another node
+    (which keeps that node's reference) is skipped."""
     year = (now or timezone.now()).year
-    if not ReferenceCounter.objects.filter(year=year).update(last=F("last") + 1):
-        try:
-            with transaction.atomic():  # the first of the year: two may try at once
-                ReferenceCounter.objects.create(year=year, last=1)
-        except IntegrityError:
-            ReferenceCounter.objects.filter(year=year).update(last=F("last") + 1)
-    number = ReferenceCounter.objects.values_list("last", flat=True).get(year=year)
-    return f"MNG-{year}-{number:06d}"
+    while True:
+        if not ReferenceCounter.objects.filter(year=year).update(last=F("last") + 1):
+            try:
+                with transaction.atomic():  # the first of the year: two may try at once
+                    ReferenceCounter.objects.create(year=year, last=1)
+            except IntegrityError:
+                ReferenceCounter.objects.filter(year=year).update(last=F("last") + 1)
+        number = ReferenceCounter.objects.values_list("last", flat=True).get(year=year)
+        reference = f"MNG-{year}-{number:06d}"
+        if not Incident.objects.filter(reference=reference).exists():
+            return reference
 
 
 # --- helpers ---------------------------------------------------------------------------------

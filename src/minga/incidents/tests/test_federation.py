@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import requests
 from django.http import Http404
+from django.utils import timezone
 
 from minga.core import access
 from minga.core import services as core_services
@@ -334,3 +335,25 @@ def test_an_update_from_a_node_that_does_not_host_its_sender_is_refused(
     assert not access.may_distribute(carried, federation.peer_node(other))
     assert federation.distributable(Peer.objects.get(pk=peer_b.pk)).filter(pk=carried.pk).exists()
     assert '"tlp":"green"' in carried.raw.replace(" ", "")
+
+
+def test_a_mirror_keeps_its_coordinators_reference_and_local_numbering_skips_it(
+    make_org: Callable[..., Organisation], make_user: Callable[..., User]
+) -> None:
+    """A mirror holds the coordinating node's reference; this node's next incident of the year
+    takes the next free number instead of failing on the taken one."""
+    pe, cl = make_org("demo-csirt-pe"), make_org("demo-csirt-cl")
+    carla = make_user("carla", cl)
+    year = timezone.now().year
+    Incident.objects.create(
+        reference=f"MNG-{year}-000001",
+        title="Mirrored",
+        taxonomy="malicious-code",
+        type="c2-server",
+        origin_organisation=pe,
+        coordinating_organisation=pe,
+        tlp=TLP.AMBER,
+        coordinating_node="node-a",
+    )
+    own = services.open_incident(carla, cl, title="Chile's own", type="c2-server")
+    assert own.reference == f"MNG-{year}-000002"
