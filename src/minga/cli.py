@@ -17,7 +17,15 @@ COMMANDS = {
     "directory": ("directory", "export or import constituencies (CSV, JSON)"),
     "intel": ("intel", "import STIX bundles, MISP events or CSV indicators into the intelligence store"),
     "feed": ("feed", "register, change, list and show feeds; re-process dead letters; purge expired events"),
+    "peer": ("peer", "register, list and remove peer nodes (federation over TAXII 2.1)"),
+    "sync": ("sync", "pull from and push to peers now"),
+    "retraction": (
+        "retraction",
+        "retract a shared object everywhere it went; follow each node's acknowledgement",
+    ),
     "ingest": ("ingest", "ingest a file of a feed (processed here with a progress bar, or queued)"),
+    "evidence": ("evidence", "register, list and verify evidence (files hashed again, custody checked)"),
+    "assistance": ("assistance", "show or set the deadlines per priority; escalate overdue requests now"),
 }
 
 USAGE = (

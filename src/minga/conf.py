@@ -47,6 +47,12 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("MINGA_NODE_NAME", "Minga node", "Name of this node, shown in the UI and the API."),
     Setting(
+        "MINGA_NODE_ID",
+        "minga-node",
+        "This node's short, network-wide unique name (letters, digits, hyphens): the provenance "
+        "that federation puts on what the node shares, and the name its peers register it under.",
+    ),
+    Setting(
         "MINGA_EMAIL_URL",
         "console:",
         "Outgoing e-mail: `smtp://user:password@host:587/?tls=True`, `smtp+ssl://...`, "
@@ -85,6 +91,12 @@ SETTINGS: tuple[Setting, ...] = (
         "Largest envelope the TAXII server accepts in one POST (its API root's max_content_length); "
         "larger ones get 413. Applies under /taxii2/ instead of MINGA_MAX_REQUEST_BYTES.",
     ),
+    Setting(
+        "MINGA_EVIDENCE_MAX_BYTES",
+        "536870912",
+        "Largest evidence file the register stores (`minga evidence add`); uploads through the "
+        "web and the API are held to MINGA_MAX_REQUEST_BYTES as well. Larger files are refused.",
+    ),
     Setting("MINGA_TOKEN_DEFAULT_DAYS", "90", "Lifetime of a new API token when none is given."),
     Setting(
         "MINGA_TASK_MAX_ATTEMPTS", "5", "Attempts of a failing background task before it is kept as failed."
@@ -93,6 +105,27 @@ SETTINGS: tuple[Setting, ...] = (
         "MINGA_PIPELINE_STALLED_SECONDS",
         "600",
         "Seconds after which a feed chunk whose worker stopped (killed, crashed) is queued again.",
+    ),
+    Setting(
+        "MINGA_PIPELINE_INBOX",
+        "<MINGA_VAR_DIR>/pipeline-inbox",
+        "Folder under which feeds with a watched directory name their folders; nothing outside it is read.",
+    ),
+    Setting(
+        "MINGA_PIPELINE_SETTLE_SECONDS",
+        "10",
+        "Seconds a file in a watched directory must stay unchanged before it is read (still being written).",
+    ),
+    Setting("MINGA_PIPELINE_PULL_TIMEOUT", "30", "Seconds to connect to a feed's URL and for each read."),
+    Setting(
+        "MINGA_PIPELINE_PULL_MAX_BYTES",
+        "536870912",
+        "Largest body a feed's URL may answer; a larger one is a failed pull, retried with backoff.",
+    ),
+    Setting(
+        "MINGA_PIPELINE_PULL_PRIVATE",
+        "false",
+        "Allow feed URLs whose host is a private, loopback or link-local address (off: only public ones).",
     ),
     Setting("MINGA_LOG_LEVEL", "INFO", "Log level of the node's processes."),
     Setting(

@@ -12,8 +12,11 @@ urlpatterns = [
     path("directory/", include("minga.directory.urls")),
     path("intel/", include("minga.intel.urls")),
     path("incidents/", include("minga.incidents.urls")),
+    path("assistance/", include("minga.assistance.urls")),
     path("pipeline/", include("minga.pipeline.urls")),
     path("taxii2/", include("minga.taxii.urls")),
+    path("federation/misp-feed/", include("minga.taxii.feed_urls")),
+    path("federation/", include("minga.taxii.federation_urls")),
     path(".well-known/security.txt", directory_views.well_known_security_txt, name="security_txt"),
     path("", include("minga.core.urls")),
 ]

@@ -167,3 +167,91 @@ def users_visible_to(user: User) -> QuerySet[User]:
     return User.objects.filter(
         memberships__organisation_id__in=organisation_ids, memberships__is_active=True
     ).distinct()
+
+
+# --- exchanges between named organisations ---------------------------------------------------
+# Some objects carry no TLP: they are exchanged between parties named on the object (an
+# assistance request's requesting and requested organisations). Their content is for those
+# parties' active members only; the network's coordinators may see that they exist.
+
+
+def party_filter(user: User | AnonymousUser | None, *fields: str) -> Q:
+    """The ``Q`` that admits the rows one of whose ``fields`` (foreign keys to an organisation)
+    names an organisation in which ``user`` has an active membership; nothing for anyone else."""
+    reader = reader_for(user)
+    if not reader.organisation_ids or not fields:
+        return Q(pk__in=[])
+    admitted = Q()
+    for field in fields:
+        admitted |= Q(**{f"{field}_id__in": reader.organisation_ids})
+    return admitted
+
+
+def is_party(user: User | AnonymousUser | None, obj: Model, *fields: str) -> bool:
+    """The object check of ``party_filter``: does one of ``fields`` name an organisation of ``user``?"""
+    organisation_ids = reader_for(user).organisation_ids
+    return any(getattr(obj, f"{field}_id") in organisation_ids for field in fields)
+
+
+def is_network_coordinator(user: User | AnonymousUser | None) -> bool:
+    """The network's coordinators (the secretariat) are the node admins. They see that exchanges
+    between parties happen, and their timings (metadata), never their content."""
+    if user is None or not user.is_authenticated or not user.is_active:
+        return False
+    return bool(user.is_node_admin)  # type: ignore[union-attr]
+
+
+# --- federation: what may leave this node for a peer node ------------------------------------
+# The distribution rule of TLP 2.0 as the network uses it, for objects that carry provenance
+# (``origin_node``, ``received_from``: blank when shared on this node):
+#
+# * CLEAR: to every peer. GREEN: to every member node of the network.
+# * AMBER: to the nodes that host the originating organisation or a named recipient.
+# * AMBER+STRICT: as AMBER, and only from the node where it was shared: never onward.
+# * RED: never automatically.
+#
+# Nothing goes back to the node it came from, or to the node where it was first shared: this,
+# with versions kept per origin, keeps a ring of nodes free of loops.
+
+
+@dataclass(frozen=True)
+class PeerNode:
+    """What the distribution rule needs to know about a peer node."""
+
+    node_id: str
+    hosted_organisation_ids: frozenset[int]
+    is_member_node: bool = True
+
+
+def distribution_filter(model: Any, peer: PeerNode) -> Q:
+    """The ``Q`` that admits exactly the objects of ``model`` this node may send to ``peer``."""
+    admitted = Q(tlp=TLP.CLEAR)
+    if peer.is_member_node:
+        admitted |= Q(tlp=TLP.GREEN)
+    if peer.hosted_organisation_ids:
+        org_through = model.recipient_organisations.through
+        org_fk = model.recipient_organisations.field.m2m_field_name()
+        hosted_recipient = org_through.objects.filter(
+            **{f"{org_fk}_id": OuterRef("pk")}, organisation_id__in=peer.hosted_organisation_ids
+        )
+        concerned = Q(origin_organisation_id__in=peer.hosted_organisation_ids) | Q(Exists(hosted_recipient))
+        admitted |= Q(tlp=TLP.AMBER) & concerned
+        admitted |= Q(tlp=TLP.AMBER_STRICT, origin_node="", received_from="") & concerned
+    return admitted & ~Q(origin_node=peer.node_id) & ~Q(received_from=peer.node_id)
+
+
+def may_distribute(obj: Any, peer: PeerNode) -> bool:
+    """The object check of ``distribution_filter``: may ``obj`` be sent to ``peer``?"""
+    if peer.node_id in (obj.origin_node, obj.received_from):
+        return False
+    if obj.tlp == TLP.CLEAR:
+        return True
+    if obj.tlp == TLP.GREEN:
+        return peer.is_member_node
+    if obj.tlp not in AMBER_LEVELS or not peer.hosted_organisation_ids:
+        return False
+    if obj.tlp == TLP.AMBER_STRICT and (obj.origin_node or obj.received_from):
+        return False
+    if obj.origin_organisation_id in peer.hosted_organisation_ids:
+        return True
+    return obj.recipient_organisations.filter(pk__in=peer.hosted_organisation_ids).exists()

@@ -3,22 +3,17 @@ hashed: it is encrypted with a key derived from the node's secret key."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
 import time
 
 import pyotp
 import segno
-from cryptography.fernet import Fernet, InvalidToken
 from django.conf import settings
 
+from minga.core import sealed
+
 ISSUER = "Minga"
-
-
-def _fernet() -> Fernet:
-    digest = hashlib.sha256(b"minga-totp:" + settings.SECRET_KEY.encode()).digest()
-    return Fernet(base64.urlsafe_b64encode(digest))
+PURPOSE = "minga-totp"
 
 
 def new_secret() -> str:
@@ -26,14 +21,11 @@ def new_secret() -> str:
 
 
 def encrypt(secret: str) -> str:
-    return _fernet().encrypt(secret.encode()).decode()
+    return sealed.seal(secret, PURPOSE)
 
 
 def decrypt(stored: str) -> str | None:
-    try:
-        return _fernet().decrypt(stored.encode()).decode()
-    except InvalidToken:
-        return None
+    return sealed.unseal(stored, PURPOSE)
 
 
 def matching_step(secret: str, code: str) -> int | None:

@@ -5,7 +5,7 @@ from typing import Annotated, Literal
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils.translation import gettext as _
 from ninja import Field, Query, Router, Schema, Status
@@ -316,6 +316,58 @@ def request_contact_confirmation(request: HttpRequest, contact_id: int) -> Statu
     return Status(
         202, {"detail": _("A confirmation request will be e-mailed to %(email)s.") % {"email": contact.email}}
     )
+
+
+class WebhookOut(Schema):
+    organisation: str = Field(..., alias="organisation.short_name")
+    url: str
+    updated_at: datetime
+
+
+class WebhookSetOut(WebhookOut):
+    secret: str | None = Field(
+        None, description="The signing secret, shown this once when new; null when it was kept"
+    )
+
+
+class WebhookIn(StrictInput):
+    url: str = Field(..., max_length=500, description="https URL the node POSTs signed JSON to")
+    secret: str = Field("", max_length=200, description="Your own signing secret (else the node draws one)")
+    new_secret: bool = Field(False, description="Draw a new secret even if one is set")
+
+
+def _webhook_organisation(request: HttpRequest, short_name: str) -> Organisation:
+    return get_object_or_404(access.organisations_visible_to(request.user), short_name=short_name)
+
+
+@router.get("/organisations/{short_name}/webhook", response=WebhookOut)
+def get_webhook(request: HttpRequest, short_name: ShortName) -> object:
+    """The organisation's webhook (its admins and node admins; 404 for anyone else). The secret
+    is never shown again."""
+    webhook = queries.webhook_for(request.user, _webhook_organisation(request, short_name))
+    if webhook is None:
+        raise Http404
+    return webhook
+
+
+@router.put("/organisations/{short_name}/webhook", response=WebhookSetOut)
+def put_webhook(request: HttpRequest, short_name: ShortName, payload: WebhookIn) -> object:
+    """Register or change the organisation's webhook; the answer holds the secret once when new."""
+    webhook, secret = services.set_webhook(
+        _user(request),
+        _webhook_organisation(request, short_name),
+        url=payload.url,
+        secret=payload.secret,
+        new_secret=payload.new_secret,
+    )
+    webhook.secret = secret  # type: ignore[attr-defined]  # shown in this answer only
+    return webhook
+
+
+@router.delete("/organisations/{short_name}/webhook", response={204: None})
+def delete_webhook(request: HttpRequest, short_name: ShortName) -> Status:
+    services.remove_webhook(_user(request), _webhook_organisation(request, short_name))
+    return Status(204, None)
 
 
 @router.get("/stale-contacts", response=list[ContactOut])

@@ -40,6 +40,20 @@ class SectorForm(forms.Form):
     name = forms.CharField(label=_("Name"), min_length=2, max_length=120)
 
 
+class WebhookForm(forms.Form):
+    url = forms.CharField(
+        label=_("URL"), max_length=500, help_text=_("https; the node POSTs signed JSON notifications there.")
+    )
+    secret = forms.CharField(
+        label=_("Signing secret"),
+        required=False,
+        max_length=200,
+        widget=forms.PasswordInput(render_value=False),
+        help_text=_("Leave empty for the node to draw one (shown once), or to keep the current one."),
+    )
+    new_secret = forms.BooleanField(label=_("Draw a new secret"), required=False)
+
+
 class ContactForm(forms.Form):
     role = forms.ChoiceField(label=_("Role"), choices=ContactRole.choices)
     name = forms.CharField(label=_("Name"), max_length=200)

@@ -309,3 +309,24 @@ class ConstituencyProposal(models.Model):
     def __str__(self) -> str:
         shown = f"AS{self.value}" if self.kind == "asn" else self.value
         return f"{shown} ({self.country}, {self.source})"
+
+
+class Webhook(models.Model):
+    """Where the node POSTs an organisation's notifications as signed JSON
+    (``minga.directory.webhooks``). The signing secret must be used again, so it cannot be
+    hashed: it is sealed at rest (``minga.core.sealed``), shown once when set, never again.
+    Read and changed by the organisation's admins and node admins only
+    (``queries.webhook_for``, ``services.set_webhook``)."""
+
+    organisation = models.OneToOneField(Organisation, on_delete=models.CASCADE, related_name="webhook")
+    url = models.URLField(_("URL"), max_length=500)
+    sealed_secret = models.TextField(editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = _("webhook")
+        verbose_name_plural = _("webhooks")
+
+    def __str__(self) -> str:
+        return f"{self.organisation.short_name}: {self.url}"

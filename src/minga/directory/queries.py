@@ -22,6 +22,7 @@ from minga.directory.models import (
     MemberState,
     OrganisationProfile,
     PointOfContact,
+    Webhook,
 )
 
 
@@ -178,3 +179,13 @@ def states_without_confirmed_duty_contact(user: Any) -> QuerySet[MemberState]:
         .values("organisation__profile__state")
     )
     return MemberState.objects.filter(participating=True).exclude(pk__in=covered)
+
+
+def webhook_for(user: Any, organisation: Organisation) -> Webhook | None:
+    """The organisation's webhook, for its admins and node admins only: a webhook's URL is
+    the organisation's own business, not the directory's."""
+    from minga.core.services import can_manage_organisation
+
+    if user is None or not user.is_authenticated or not can_manage_organisation(user, organisation):
+        return None
+    return Webhook.objects.filter(organisation=organisation).first()

@@ -18,7 +18,7 @@ from minga.core import audit
 from minga.core.demo import is_demo_organisation
 from minga.core.models import Organisation, User
 from minga.core.services import can_manage_organisation, is_node_admin
-from minga.directory import contacts
+from minga.directory import contacts, webhooks
 from minga.directory.choices import OrganisationKind, ProposalStatus
 from minga.directory.constituency import ASN, DOMAIN, NETWORK, Entry, classify
 from minga.directory.models import (
@@ -32,6 +32,7 @@ from minga.directory.models import (
     PointOfContact,
     Sector,
     TeamProfile,
+    Webhook,
 )
 
 
@@ -415,3 +416,62 @@ def decide_proposals(
             },
         )
     return proposals
+
+
+# --- webhooks --------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def set_webhook(
+    actor: User | None,
+    organisation: Organisation,
+    *,
+    url: str,
+    secret: str = "",
+    new_secret: bool = False,
+) -> tuple[Webhook, str | None]:
+    """Register or change an organisation's webhook: its admins or node admins. ``secret``, if
+    given, becomes the signing secret; otherwise the node draws one when there is none yet or
+    ``new_secret`` asks for another. Returns the webhook and the new secret, to be shown once
+    (``None`` when it was kept). The secret is sealed at rest and never audited; the audit entry
+    (``organisation.webhook_set``) names the URL and whether the secret changed."""
+    if not can_manage_organisation(actor, organisation):
+        raise PermissionDenied(_("You may not change this organisation."))
+    url = webhooks.clean_url(url)
+    shown = webhooks.clean_secret(secret) if secret.strip() else None
+    webhook = Webhook.objects.select_for_update().filter(organisation=organisation).first()
+    if shown is None and (webhook is None or new_secret):
+        shown = webhooks.new_secret()
+    created = webhook is None
+    if webhook is None:
+        webhook = Webhook(organisation=organisation)
+    before = webhook.url
+    webhook.url = url
+    if shown is not None:
+        webhook.sealed_secret = webhooks.seal_secret(shown)
+    webhook.save()
+    audit.record(
+        "organisation.webhook_set",
+        actor=actor,
+        obj=organisation,
+        details={
+            "url": url,
+            "previous_url": None if created else before,
+            "secret": "new" if shown is not None else "kept",
+        },
+    )
+    return webhook, shown
+
+
+@transaction.atomic
+def remove_webhook(actor: User | None, organisation: Organisation) -> None:
+    """Stop POSTing to the organisation's webhook: its admins or node admins. Notifications
+    still pending for it stay pending (nothing accepted is dropped) until a webhook is set
+    again. Audited as ``organisation.webhook_remove``."""
+    if not can_manage_organisation(actor, organisation):
+        raise PermissionDenied(_("You may not change this organisation."))
+    webhook = Webhook.objects.filter(organisation=organisation).first()
+    if webhook is None:
+        raise ValidationError(_("%(org)s has no webhook.") % {"org": organisation.short_name})
+    audit.record("organisation.webhook_remove", actor=actor, obj=organisation, details={"url": webhook.url})
+    webhook.delete()

@@ -16,6 +16,7 @@ urlpatterns = [
         name="constituency_remove",
     ),
     path("organisations/<slug:short_name>/contacts/", views.contact_add, name="contact_add"),
+    path("organisations/<slug:short_name>/webhook/", views.webhook_edit, name="webhook"),
     path("contacts/<int:pk>/", views.contact_action, name="contact_action"),
     path("coordination/", views.coordination, name="coordination"),
     path("confirm/<str:token>/", views.confirm_contact, name="confirm_contact"),

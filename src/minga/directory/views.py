@@ -16,7 +16,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Page, Paginator
 from django.db.models import Count
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
@@ -36,6 +36,7 @@ from minga.directory.forms import (
     RegistryUploadForm,
     SectorForm,
     TeamProfileForm,
+    WebhookForm,
 )
 from minga.directory.models import (
     ConstituencyProposal,
@@ -151,6 +152,43 @@ def profile_edit(request: HttpRequest, short_name: str) -> HttpResponse:
                 ("remove", _("Remove")),
             ],
         },
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def webhook_edit(request: HttpRequest, short_name: str) -> HttpResponse:
+    """The organisation's webhook, for its admins and node admins (404 for anyone else): the URL,
+    and a new secret shown on this page once, after it is set."""
+    organisation = _organisation(request, short_name)
+    if not can_manage_organisation(_user(request), organisation):
+        raise Http404
+    webhook = queries.webhook_for(request.user, organisation)
+    form = WebhookForm(request.POST or None, initial={"url": webhook.url if webhook else ""})
+    shown_secret = None
+    if request.method == "POST":
+        if request.POST.get("action") == "remove":
+            try:
+                services.remove_webhook(_user(request), organisation)
+            except ValidationError as exc:
+                messages.error(request, " ".join(exc.messages))
+            else:
+                messages.success(request, _("Webhook removed."))
+            return redirect("directory:webhook", short_name=organisation.short_name)
+        if form.is_valid():
+            try:
+                webhook, shown_secret = services.set_webhook(
+                    _user(request), organisation, **form.cleaned_data
+                )
+            except ValidationError as exc:
+                attach_service_errors(form, exc)
+            else:
+                messages.success(request, _("Webhook saved."))
+                form = WebhookForm(initial={"url": webhook.url})
+    return render(
+        request,
+        "directory/webhook.html",
+        {"organisation": organisation, "webhook": webhook, "form": form, "shown_secret": shown_secret},
     )
 
 

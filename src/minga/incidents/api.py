@@ -2,14 +2,15 @@
 policy (``queries``); every change goes through ``services``."""
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import FileResponse, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils.translation import gettext as _
-from ninja import Field, Query, Router, Schema, Status
+from ninja import Field, File, Form, Query, Router, Schema, Status, UploadedFile
 from ninja.pagination import paginate
 from ninja.params import functions as param
 from pydantic import BeforeValidator, StrictInt
@@ -19,17 +20,26 @@ from minga.core.api import Pages, StrictInput
 from minga.core.choices import TLP
 from minga.core.models import Organisation, User
 from minga.directory.models import MemberState, Sector
-from minga.incidents import queries, services
+from minga.incidents import metrics, queries, services
 from minga.incidents.choices import (
     PAP,
+    CustodyAction,
     EventType,
+    EvidenceStatus,
     IncidentStatus,
     ParticipantStatus,
     Severity,
     TaskStatus,
     Taxonomy,
 )
-from minga.incidents.models import Incident, IncidentTask, Notification, Participant, TimelineEntry
+from minga.incidents.models import (
+    Evidence,
+    Incident,
+    IncidentTask,
+    Notification,
+    Participant,
+    TimelineEntry,
+)
 
 router = Router(tags=["incidents"])
 
@@ -212,6 +222,44 @@ class IncidentFilter(Schema):
     )
     tlp: TLP | None = None
     q: str | None = Field(None, max_length=200, description="Part of the title, or the reference")
+
+
+class MetricsFilter(Schema):
+    by_priority: bool = Field(True, description="One row per affected state and severity")
+    by_state: bool = Field(True, description="False: rows per severity alone")
+    since: datetime | None = Field(None, description="Incidents opened from then on")
+    until: datetime | None = Field(None, description="Incidents opened before then")
+    node_wide: bool = Field(
+        False, description="Every incident of the node (the network's coordinators only), thresholded"
+    )
+    min_group_size: int | None = Field(
+        None, ge=1, le=1000, description="Suppress rows with fewer incidents (node-wide default 5)"
+    )
+
+
+class MetricOut(Schema):
+    state: str = Field(..., description="Affected member state (ISO code); empty: none named")
+    priority: str = Field(..., description="The severity; empty when not grouped by it")
+    incidents: int
+    acknowledged: int = Field(..., description="Acknowledgements measured")
+    responded: int = Field(..., description="Incidents with a first response")
+    resolved: int
+    median_to_acknowledge_seconds: float | None
+    p90_to_acknowledge_seconds: float | None
+    mean_to_acknowledge_seconds: float | None
+    median_to_first_response_seconds: float | None
+    p90_to_first_response_seconds: float | None
+    mean_to_first_response_seconds: float | None
+    median_to_resolve_seconds: float | None
+    p90_to_resolve_seconds: float | None
+    mean_to_resolve_seconds: float | None
+
+
+class MetricsOut(Schema):
+    node_wide: bool
+    min_group_size: int
+    suppressed: int = Field(..., description="Rows left out under the privacy threshold")
+    rows: list[MetricOut]
 
 
 class IncidentIn(StrictInput):
@@ -452,6 +500,22 @@ def list_notifications(request: HttpRequest) -> QuerySet[Notification]:
     return queries.notifications_for(request.user)
 
 
+@router.get("/metrics", response=MetricsOut)
+def incident_metrics(request: HttpRequest, filters: Query[MetricsFilter]) -> dict[str, Any]:
+    """Time to acknowledge, to first response and to resolve (count, median, 90th percentile,
+    mean, in seconds) per affected state and severity, over the incidents the caller may read,
+    or node-wide with a privacy threshold for the network's coordinators."""
+    return metrics.incident_metrics(
+        request.user,
+        by_priority=filters.by_priority,
+        by_state=filters.by_state,
+        since=filters.since,
+        until=filters.until,
+        node_wide=filters.node_wide,
+        min_group_size=filters.min_group_size,
+    ).as_dict()
+
+
 @router.get("/{reference}", response=IncidentDetail)
 def get_incident(request: HttpRequest, reference: Reference) -> Incident:
     """One incident with its observables, participants, tasks and the linked objects the caller
@@ -624,3 +688,183 @@ def export_stix(request: HttpRequest, reference: Reference) -> HttpResponse:
     """The incident as a STIX 2.1 bundle (audited as an export)."""
     incident = queries.get_or_404(request.user, reference)
     return HttpResponse(services.export_stix(request.user, incident), content_type=STIX_MEDIA_TYPE)
+
+
+# --- evidence --------------------------------------------------------------------------------
+#
+# Only the organisations taking part in the incident reach these endpoints: anyone else gets
+# 404, as if the incident had no evidence (``queries.evidence_incident_or_404``).
+
+EvidenceId = Annotated[int, param.Path(ge=1, le=2**53)]
+
+
+class CustodyOut(Schema):
+    seq: int = Field(..., description="The audit entry that records this line")
+    action: CustodyAction
+    at: datetime
+    actor: str = Field(..., description="Who (empty: the node, on an operator's command)")
+    from_custodian: dict[str, Any] | None = Field(..., alias="from_")
+    to_custodian: dict[str, Any] | None = Field(..., alias="to")
+    reason: str
+    hash: str = Field(..., description="The audit entry's SHA-256 in the hash chain")
+
+
+class EvidenceOut(Schema):
+    id: int
+    uuid: str
+    incident: str = Field(..., alias="incident.reference")
+    title: str
+    description: str
+    file_name: str
+    media_type: str
+    size: int
+    sha256: str
+    acquired_at: datetime | None
+    acquired_by: str
+    source: str
+    custodian: str = Field(..., alias="custodian_organisation.short_name")
+    custodian_person: str
+    status: EvidenceStatus
+    registered_at: datetime
+
+    @staticmethod
+    def resolve_uuid(obj: Evidence) -> str:
+        return str(obj.uuid)
+
+
+class EvidenceDetail(EvidenceOut):
+    custody: list[CustodyOut] = Field(..., description="The chain of custody, read from the audit log")
+
+    @staticmethod
+    def resolve_custody(obj: Evidence) -> list[Any]:
+        return queries.custody_log(obj)
+
+
+class EvidenceIn(Schema):
+    title: str = Field(..., min_length=1, max_length=200)
+    description: str = Field("", max_length=services.MAX_TEXT)
+    acquired_at: datetime | None = None
+    acquired_by: str = Field("", max_length=200)
+    source: str = Field("", max_length=500)
+    custodian: ShortNameText | None = Field(
+        None, description="The organisation that holds it (default: the caller's)"
+    )
+    custodian_person: str | None = Field(None, max_length=200, description="Default: the caller")
+    reason: str = Field("", max_length=services.MAX_TEXT)
+
+
+class CustodyIn(StrictInput):
+    action: Literal["transferred", "returned", "sealed", "disposed"]
+    reason: str = Field(..., min_length=1, max_length=services.MAX_TEXT)
+    to_organisation: ShortNameText | None = Field(None, description="For a transfer or a return")
+    to_person: str = Field("", max_length=200)
+
+
+class VerifiedOut(Schema):
+    intact: bool
+    found: bool
+    sha256: str = Field(..., description="What the stored file hashes to now")
+    size: int
+
+
+class Message(Schema):
+    detail: str
+
+
+def _evidence(request: HttpRequest, reference: str, evidence_id: int) -> Evidence:
+    return queries.evidence_or_404(queries.evidence_incident_or_404(request.user, reference), evidence_id)
+
+
+@router.get("/{reference}/evidence", response=list[EvidenceOut])
+@paginate(Pages)
+def list_evidence(request: HttpRequest, reference: Reference) -> QuerySet[Evidence]:
+    """The incident's evidence, oldest first (the organisations taking part)."""
+    return queries.evidence_of(queries.evidence_incident_or_404(request.user, reference)).select_related(
+        "incident"
+    )
+
+
+@router.post("/{reference}/evidence", response={201: EvidenceDetail, 413: Message})
+def register_evidence(
+    request: HttpRequest, reference: Reference, file: File[UploadedFile], data: Form[EvidenceIn]
+) -> Status:
+    """Register a file as evidence (``multipart/form-data``: the file in ``file``, the rest as
+    form fields). It is stored once under its SHA-256; a file over the limit gets 413."""
+    incident = queries.evidence_incident_or_404(request.user, reference)
+    custodian = _organisation(request, data.custodian, "custodian") if data.custodian else None
+    try:
+        evidence = services.register_evidence(
+            _user(request),
+            incident,
+            chunks=file.chunks(),
+            file_name=file.name or "",
+            media_type=file.content_type or "",
+            title=data.title,
+            description=data.description,
+            acquired_at=data.acquired_at,
+            acquired_by=data.acquired_by,
+            source=data.source,
+            custodian_organisation=custodian,
+            custodian_person=data.custodian_person,
+            reason=data.reason,
+            limit=settings.MINGA_MAX_REQUEST_BYTES,
+        )
+    except services.EvidenceTooLarge as exc:
+        return Status(413, {"detail": " ".join(exc.messages)})
+    return Status(201, evidence)
+
+
+@router.get("/{reference}/evidence/{evidence_id}", response=EvidenceDetail)
+def get_evidence(request: HttpRequest, reference: Reference, evidence_id: EvidenceId) -> Evidence:
+    """One item with its metadata and its chain of custody."""
+    return _evidence(request, reference, evidence_id)
+
+
+@router.post("/{reference}/evidence/{evidence_id}/custody", response={201: EvidenceDetail})
+def record_custody(
+    request: HttpRequest, reference: Reference, evidence_id: EvidenceId, payload: CustodyIn
+) -> Status:
+    """Record a transfer or a return (to an organisation and a person), a seal or the disposal,
+    saying why (the coordinators or the organisation that holds the item)."""
+    evidence = _evidence(request, reference, evidence_id)
+    to = (
+        _organisation(request, payload.to_organisation, "to_organisation")
+        if payload.to_organisation
+        else None
+    )
+    services.record_custody(
+        _user(request),
+        evidence,
+        payload.action,
+        reason=payload.reason,
+        to_organisation=to,
+        to_person=payload.to_person,
+    )
+    return Status(201, _evidence(request, reference, evidence_id))
+
+
+@router.post("/{reference}/evidence/{evidence_id}/verify", response=VerifiedOut)
+def verify_evidence(request: HttpRequest, reference: Reference, evidence_id: EvidenceId) -> dict[str, Any]:
+    """Hash the stored file again; the result is a line of the chain of custody."""
+    check = services.verify_evidence(_user(request), _evidence(request, reference, evidence_id))
+    return {"intact": check.ok, "found": check.found, "sha256": check.sha256, "size": check.size}
+
+
+@router.get("/{reference}/evidence/{evidence_id}/download")
+def download_evidence(request: HttpRequest, reference: Reference, evidence_id: EvidenceId) -> FileResponse:
+    """The file, as registered (each download is a line of the chain of custody)."""
+    evidence = _evidence(request, reference, evidence_id)
+    return evidence_response(services.open_evidence(_user(request), evidence), evidence)
+
+
+def evidence_response(handle: Any, evidence: Evidence) -> FileResponse:
+    """The file as an attachment, never rendered by the browser, with its digest (RFC 9530)."""
+    import base64
+
+    response = FileResponse(
+        handle, as_attachment=True, filename=evidence.file_name, content_type="application/octet-stream"
+    )
+    response["Content-Length"] = str(evidence.size)
+    digest = base64.b64encode(bytes.fromhex(evidence.sha256)).decode()
+    response["Repr-Digest"] = f"sha-256=:{digest}:"
+    return response

@@ -93,6 +93,7 @@ class TaskStatus(models.TextChoices):
 class Channel(models.TextChoices):
     IN_APP = "in_app", _("In the application")
     EMAIL = "email", _("E-mail to the 24/7 contact")
+    WEBHOOK = "webhook", _("Signed webhook")
 
 
 class DeliveryStatus(models.TextChoices):
@@ -107,3 +108,31 @@ NOTIFICATION_SUBJECTS = {
     "participant_acknowledged": _("A participant acknowledged incident %(ref)s"),
     "participant_declined": _("A participant declined incident %(ref)s"),
 }
+
+
+class CustodyAction(models.TextChoices):
+    """What happened to a piece of evidence: one line of its chain of custody."""
+
+    REGISTERED = "registered", _("Registered")
+    TRANSFERRED = "transferred", _("Transferred")
+    RETURNED = "returned", _("Returned")
+    SEALED = "sealed", _("Sealed")
+    ACCESSED = "accessed", _("Downloaded")
+    VERIFIED = "verified", _("Verified")
+    DISPOSED = "disposed", _("Disposed of")
+
+
+# The actions that hand the evidence to a new custodian (organisation and person).
+CUSTODIAN_CHANGES = (CustodyAction.REGISTERED, CustodyAction.TRANSFERRED, CustodyAction.RETURNED)
+# The actions a person records through the custody form (the others the node records itself).
+RECORDED_BY_HAND = (
+    CustodyAction.TRANSFERRED,
+    CustodyAction.RETURNED,
+    CustodyAction.SEALED,
+    CustodyAction.DISPOSED,
+)
+
+
+class EvidenceStatus(models.TextChoices):
+    HELD = "held", _("Held")
+    DISPOSED = "disposed", _("Disposed of")

@@ -13,7 +13,7 @@ from minga.core.forms import ModelChoiceField, ModelMultipleChoiceField
 from minga.core.models import Organisation, User
 from minga.directory.models import MemberState, Sector
 from minga.incidents import services
-from minga.incidents.choices import PAP, EventType, IncidentStatus, Severity, TaskStatus
+from minga.incidents.choices import PAP, RECORDED_BY_HAND, EventType, IncidentStatus, Severity, TaskStatus
 
 SHORT_NAMES_HELP = _("Short names, separated by commas or spaces.")
 
@@ -36,6 +36,22 @@ class BoardFilterForm(forms.Form):
         super().__init__(*args, **kwargs)
         states = [(s.code, s.name) for s in MemberState.objects.all()]
         self.fields["state"].choices = _any(sorted(states, key=lambda s: str(s[1])))  # type: ignore[attr-defined]
+
+
+class MetricsForm(forms.Form):
+    """The metrics page's choices; a value that is not valid is ignored."""
+
+    by_priority = forms.BooleanField(label=_("Per severity too"), required=False, initial=True)
+    since = forms.DateField(
+        label=_("Opened from"), required=False, widget=forms.DateInput(attrs={"type": "date"})
+    )
+    until = forms.DateField(
+        label=_("Opened before"), required=False, widget=forms.DateInput(attrs={"type": "date"})
+    )
+    node_wide = forms.BooleanField(label=_("Whole node"), required=False)
+    min_group_size = forms.IntegerField(
+        label=_("Hide groups with fewer incidents than"), required=False, min_value=1, max_value=1000
+    )
 
 
 class OrganisationNamesField(forms.CharField):
@@ -205,3 +221,55 @@ class MergeForm(forms.Form):
         label=_("Merge into (reference)"), max_length=20, regex=r"^MNG-\d{4}-\d{6,9}$"
     )
     reason = forms.CharField(label=_("Reason"), required=False, max_length=services.MAX_TEXT)
+
+
+class EvidenceForm(forms.Form):
+    file = forms.FileField(label=_("File"), allow_empty_file=True)
+    title = forms.CharField(label=_("Title"), max_length=200)
+    description = forms.CharField(
+        label=_("Description"),
+        required=False,
+        max_length=services.MAX_TEXT,
+        widget=forms.Textarea(attrs={"rows": 3}),
+    )
+    acquired_at = forms.DateTimeField(
+        label=_("Acquired (UTC)"),
+        required=False,
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+    )
+    acquired_by = forms.CharField(label=_("Acquired by"), required=False, max_length=200)
+    source = forms.CharField(
+        label=_("Source"),
+        required=False,
+        max_length=500,
+        help_text=_("Where it comes from: a host, a device, a person."),
+    )
+    custodian = OrganisationNameField(
+        label=_("Held by (organisation)"),
+        required=False,
+        help_text=_("Its short name; empty: your organisation."),
+    )
+    custodian_person = forms.CharField(
+        label=_("Held by (person)"), required=False, max_length=200, help_text=_("Empty: you.")
+    )
+    reason = forms.CharField(label=_("Why it is registered"), required=False, max_length=services.MAX_TEXT)
+
+    def __init__(self, user: User, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["custodian"].user = user  # type: ignore[attr-defined]
+
+
+class CustodyForm(forms.Form):
+    action = forms.ChoiceField(
+        label=_("What happened"),
+        choices=[(a.value, a.label) for a in RECORDED_BY_HAND],
+    )
+    to_organisation = OrganisationNameField(
+        label=_("To (organisation)"), required=False, help_text=_("For a transfer or a return.")
+    )
+    to_person = forms.CharField(label=_("To (person)"), required=False, max_length=200)
+    reason = forms.CharField(label=_("Why"), max_length=services.MAX_TEXT)
+
+    def __init__(self, user: User, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["to_organisation"].user = user  # type: ignore[attr-defined]

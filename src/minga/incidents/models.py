@@ -3,19 +3,22 @@ intelligence, timeline, tasks and the notification outbox."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
-from minga.core.models import Organisation, SharedObject
+from minga.core.models import AuditEntry, Organisation, SharedObject
 from minga.directory.models import MemberState, Sector
 from minga.incidents.choices import (
     PAP,
     Channel,
+    CustodyAction,
     DeliveryStatus,
     EventType,
+    EvidenceStatus,
     IncidentStatus,
     ObservableKind,
     ParticipantStatus,
@@ -289,3 +292,70 @@ class Notification(models.Model):
 
         label = NOTIFICATION_SUBJECTS.get(self.event)
         return str(label) % {"ref": self.incident.reference} if label is not None else self.subject
+
+
+class Evidence(models.Model):
+    """A file registered as evidence of an incident. The content lives outside the database in
+    the content-addressed store (``minga.incidents.storage``, under its SHA-256); this row holds
+    what is known about it and who holds it now. Who reads it follows the incident: the
+    organisations taking part in it (``services.may_contribute``), never more.
+
+    Its chain of custody is ``custody`` (``CustodyEvent``), each line bound to an entry of the
+    hash-chained audit log."""
+
+    incident = models.ForeignKey(Incident, on_delete=models.PROTECT, related_name="evidence")
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    title = models.CharField(_("title"), max_length=200)
+    description = models.TextField(_("description"), blank=True)
+    file_name = models.CharField(_("original file name"), max_length=255)
+    media_type = models.CharField(_("media type"), max_length=127)
+    size = models.PositiveBigIntegerField(_("size (bytes)"))
+    sha256 = models.CharField(_("SHA-256"), max_length=64, db_index=True)
+    acquired_at = models.DateTimeField(_("acquired"), null=True, blank=True)
+    acquired_by = models.CharField(_("acquired by"), max_length=200, blank=True)
+    source = models.CharField(_("source"), max_length=500, blank=True)
+    custodian_organisation = models.ForeignKey(
+        Organisation, on_delete=models.PROTECT, related_name="+", verbose_name=_("custodian")
+    )
+    custodian_person = models.CharField(_("custodian (person)"), max_length=200, blank=True)
+    status = models.CharField(
+        _("status"), max_length=10, choices=EvidenceStatus.choices, default=EvidenceStatus.HELD
+    )
+    registered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    registered_at = models.DateTimeField(_("registered"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["registered_at", "pk"]
+        verbose_name = _("evidence")
+        verbose_name_plural = _("evidence")
+
+    def __str__(self) -> str:
+        return f"{self.incident.reference} evidence {self.pk}: {self.title}"
+
+
+class CustodyEvent(models.Model):
+    """One line of an evidence item's chain of custody, bound to the audit log.
+
+    What happened (who, when, action, from whom, to whom, why) is written once, in the details of
+    the audit entry recorded in the same transaction (action ``evidence.<action>``); this row
+    indexes that entry for the item and keeps its hash. The custody log shown on the page and
+    in the API is read from the audit entries themselves, so it is exactly what the chain
+    protects: altering an entry breaks ``minga audit verify``, and ``minga evidence verify``
+    checks that every custody row still points to an entry with the hash it recorded, for the
+    same item and action, that every evidence entry of the audit log has its row, and that the
+    item's current custodian and content are the ones its chain ends with."""
+
+    evidence = models.ForeignKey(Evidence, on_delete=models.PROTECT, related_name="custody")
+    action = models.CharField(_("action"), max_length=12, choices=CustodyAction.choices)
+    audit_entry = models.OneToOneField(AuditEntry, on_delete=models.PROTECT, related_name="+")
+    audit_hash = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["audit_entry__seq"]
+        verbose_name = _("custody event")
+        verbose_name_plural = _("custody events")
+
+    def __str__(self) -> str:
+        return f"{self.evidence_id} {self.action} (audit #{self.audit_entry_id})"

@@ -5,13 +5,23 @@ tasks), and intelligence links only where the reader may read the object too."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from django.db.models import Count, Q, QuerySet
+from django.http import Http404
 
 from minga.core import access
 from minga.incidents.choices import Channel
-from minga.incidents.models import Incident, IncidentTask, Notification, Participant, TimelineEntry
+from minga.incidents.models import (
+    CustodyEvent,
+    Evidence,
+    Incident,
+    IncidentTask,
+    Notification,
+    Participant,
+    TimelineEntry,
+)
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AnonymousUser
@@ -122,3 +132,76 @@ def linked_events(user: Reader, incident: Incident) -> list[Any]:
     return list(
         pipeline.events_visible_to(user).filter(pk__in=ids).select_related("feed").order_by("time", "pk")
     )
+
+
+# --- evidence --------------------------------------------------------------------------------
+
+
+def evidence_incident_or_404(user: Reader, reference: str) -> Incident:
+    """The incident whose evidence ``user`` may handle, else 404: first the access policy
+    (``get_or_404``, audited from TLP:AMBER up), then participation
+    (``services.may_handle_evidence``). A reader of the incident who takes no part in it cannot
+    tell whether it has evidence."""
+    from minga.incidents import services
+
+    incident = get_or_404(user, reference)
+    if not services.may_handle_evidence(user, incident):  # type: ignore[arg-type]
+        raise Http404
+    return incident
+
+
+def evidence_of(incident: Incident) -> QuerySet[Evidence]:
+    """The incident's evidence; call only with an incident from ``evidence_incident_or_404``."""
+    return incident.evidence.select_related("custodian_organisation", "registered_by").order_by(
+        "registered_at", "pk"
+    )
+
+
+def evidence_or_404(incident: Incident, evidence_id: int) -> Evidence:
+    try:
+        return evidence_of(incident).select_related("incident").get(pk=min(int(evidence_id), 2**53))
+    except Evidence.DoesNotExist as exc:
+        raise Http404 from exc
+
+
+@dataclass(frozen=True)
+class CustodyLine:
+    """One line of a chain of custody, as its audit entry records it."""
+
+    seq: int
+    action: str
+    label: str
+    at: datetime
+    actor: str
+    from_: dict[str, Any] | None
+    to: dict[str, Any] | None
+    reason: str
+    details: dict[str, Any]
+    hash: str
+
+
+def custody_log(evidence: Evidence) -> list[CustodyLine]:
+    """The item's chain of custody, oldest first, read from the audit entries it is bound to
+    (``CustodyEvent``): what the page and the API show is what the hash chain protects."""
+    from minga.incidents.choices import CustodyAction
+
+    lines = []
+    for event in CustodyEvent.objects.filter(evidence=evidence).select_related("audit_entry"):
+        entry = event.audit_entry
+        details = entry.details if isinstance(entry.details, dict) else {}
+        action = str(details.get("custody", event.action))
+        lines.append(
+            CustodyLine(
+                seq=entry.seq,
+                action=action,
+                label=str(CustodyAction(action).label) if action in CustodyAction.values else action,
+                at=entry.timestamp,
+                actor=entry.actor_label,
+                from_=details.get("from"),
+                to=details.get("to"),
+                reason=str(details.get("reason", "")),
+                details=details,
+                hash=entry.hash,
+            )
+        )
+    return lines

@@ -17,36 +17,46 @@ Who may do what:
 from __future__ import annotations
 
 import ipaddress
+import json
+import mimetypes
+import re
+import time
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import Exists, F, OuterRef, Prefetch, Q
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from minga.core import access, audit
 from minga.core.choices import TLP, Role
-from minga.core.models import Membership, Organisation, User
+from minga.core.models import AuditEntry, Membership, Organisation, User
 from minga.directory import resolution
 from minga.directory.choices import ContactRole, OrganisationKind
 from minga.directory.constituency import MAX_ASN, normalise_domain
 from minga.directory.models import MemberState, OrganisationProfile, PointOfContact, Sector
+from minga.incidents import storage
 from minga.incidents.choices import (
     AWAITING_ACK,
+    CUSTODIAN_CHANGES,
     NOTIFICATION_SUBJECTS,
     PAP,
     READING_STATUSES,
     REASON_REQUIRED,
+    RECORDED_BY_HAND,
     TAXONOMY_OF,
     TRANSITIONS,
     Channel,
+    CustodyAction,
     DeliveryStatus,
     EventType,
+    EvidenceStatus,
     IncidentStatus,
     ObservableKind,
     ParticipantStatus,
@@ -55,6 +65,8 @@ from minga.incidents.choices import (
     TimelineKind,
 )
 from minga.incidents.models import (
+    CustodyEvent,
+    Evidence,
     Incident,
     IncidentEvent,
     IncidentLink,
@@ -73,7 +85,7 @@ if TYPE_CHECKING:
 
 WORKING_ROLES = (Role.NODE_ADMIN, Role.ORG_ADMIN, Role.ANALYST, Role.LIAISON)
 MAX_OBSERVABLES = 1000  # per call: a list pasted from a report, not a feed (feeds go to the pipeline)
-MAX_TEXT = 8000  # a description or a comment; longer material is evidence (to come)
+MAX_TEXT = 8000  # a description or a comment; longer material is evidence
 CLAIM_SECONDS = 600  # how long an e-mail attempt holds its notification
 
 
@@ -589,10 +601,38 @@ def _participant_message(incident: Incident, event: str) -> tuple[str, str]:
     return subject, body
 
 
+def _webhook_payload(incident: Incident, organisation: Organisation, event: str, subject: str) -> str:
+    """The JSON a webhook receives: what an e-mail says (reference, severity, TLP, PAP, status,
+    coordinator, link), never the title or the description."""
+    link = f"{settings.MINGA_PUBLIC_URL.rstrip('/')}/incidents/{incident.reference}/"
+    return json.dumps(
+        {
+            "event": event,
+            "node": settings.MINGA_NODE_NAME,
+            "organisation": organisation.short_name,
+            "subject": subject,
+            "incident": {
+                "reference": incident.reference,
+                "severity": incident.severity,
+                "tlp": incident.tlp,
+                "pap": incident.pap,
+                "status": incident.status,
+                "coordinator": incident.coordinating_organisation.short_name,
+                "url": link,
+            },
+            "created_at": timezone.now().isoformat(),
+        },
+        sort_keys=True,
+    )
+
+
 def notify(incident: Incident, organisation: Organisation, event: str, *, email: bool) -> list[Notification]:
     """Put notifications of ``event`` for ``organisation`` in the outbox, in the caller's
-    transaction: in-app (delivered by being written) and, if ``email``, one for its 24/7 contacts,
-    whose delivery task is enqueued in the same transaction (the queue is in the database)."""
+    transaction: in-app (delivered by being written); if ``email``, one for its 24/7 contacts;
+    and, when the organisation registered a webhook, one for it (whatever the event: a webhook
+    is a machine asking for everything). Delivery tasks are enqueued in the same transaction
+    (the queue is in the database), so they exist exactly when the change does."""
+    from minga.directory.models import Webhook
     from minga.incidents import tasks
 
     subject, body = _participant_message(incident, event)
@@ -620,6 +660,17 @@ def notify(incident: Incident, organisation: Organisation, event: str, *, email:
         )
         tasks.deliver_notification.enqueue(mail.pk)
         made.append(mail)
+    if Webhook.objects.filter(organisation=organisation).exists():
+        hook = Notification.objects.create(
+            incident=incident,
+            organisation=organisation,
+            channel=Channel.WEBHOOK,
+            event=event,
+            subject=subject,
+            body=_webhook_payload(incident, organisation, event, subject),
+        )
+        tasks.deliver_webhook.enqueue(hook.pk)
+        made.append(hook)
     return made
 
 
@@ -1032,55 +1083,51 @@ def duty_addresses(organisation_id: int) -> list[str]:
     )
 
 
-def deliver_email(notification_id: int) -> str:
-    """Send one e-mail notification to its organisation's 24/7 contacts. The attempt claims the
-    notification first (one conditional UPDATE), so two attempts never send it twice at once.
-    Each attempt is audited: ``incident.notification_delivered`` or
-    ``incident.notification_failed`` (then ``NotDelivered`` is raised, and the task retries)."""
+def _claim(notification_id: int, channel: str) -> Notification | None:
+    """Claim a pending notification for one attempt (one conditional UPDATE), so two attempts
+    never send it twice at once; None when it was delivered already, is gone or is claimed."""
     now = timezone.now()
     claimed = Notification.objects.filter(
         Q(claimed_until__isnull=True) | Q(claimed_until__lt=now),
         pk=notification_id,
-        channel=Channel.EMAIL,
+        channel=channel,
         status=DeliveryStatus.PENDING,
     ).update(claimed_until=now + timedelta(seconds=CLAIM_SECONDS), attempts=F("attempts") + 1)
     if not claimed:
-        return "delivered already, gone, or being sent"
-    notification = Notification.objects.select_related("incident", "organisation").get(pk=notification_id)
-    incident = notification.incident
-    addresses = duty_addresses(notification.organisation_id)
-    try:
-        if not addresses:
-            raise NotDelivered(
-                _("%(org)s has no 24/7 contact in the directory.")
-                % {"org": notification.organisation.short_name}
-            )
-        with translation.override(contact_language(notification.organisation_id)):
-            subject, body = _participant_message(incident, notification.event)
-        send_mail(subject, body, None, addresses)
-    except Exception as exc:
-        error = str(exc)[:1000] or type(exc).__name__
-        with transaction.atomic():
-            Notification.objects.filter(pk=notification_id).update(claimed_until=None, last_error=error)
-            _audit(
-                "incident.notification_failed",
-                None,
-                incident,
-                notification=notification_id,
-                organisation=notification.organisation.short_name,
-                attempt=notification.attempts,
-                error=error,
-            )
-        raise NotDelivered(error) from exc
+        return None
+    return Notification.objects.select_related("incident", "organisation").get(pk=notification_id)
+
+
+def _failed(notification: Notification, exc: Exception) -> NotDelivered:
+    """Release the claim and audit the failed attempt (``incident.notification_failed``)."""
+    error = str(exc)[:1000] or type(exc).__name__
     with transaction.atomic():
-        Notification.objects.filter(pk=notification_id).update(
+        Notification.objects.filter(pk=notification.pk).update(claimed_until=None, last_error=error)
+        _audit(
+            "incident.notification_failed",
+            None,
+            notification.incident,
+            notification=notification.pk,
+            channel=notification.channel,
+            organisation=notification.organisation.short_name,
+            attempt=notification.attempts,
+            error=error,
+        )
+    return NotDelivered(error)
+
+
+def _delivered(notification: Notification, recipients: list[str], **fields: Any) -> None:
+    """Mark the notification delivered, the participant notified, and audit the delivery
+    (``incident.notification_delivered``, with where it went)."""
+    incident = notification.incident
+    with transaction.atomic():
+        Notification.objects.filter(pk=notification.pk).update(
             status=DeliveryStatus.DELIVERED,
             delivered_at=timezone.now(),
             claimed_until=None,
-            recipients=addresses,
+            recipients=recipients,
             last_error="",
-            subject=subject[:300],
-            body=body,
+            **fields,
         )
         Participant.objects.filter(
             incident=incident,
@@ -1095,12 +1142,86 @@ def deliver_email(notification_id: int) -> str:
             "incident.notification_delivered",
             None,
             incident,
-            notification=notification_id,
+            notification=notification.pk,
+            channel=notification.channel,
             organisation=notification.organisation.short_name,
-            recipients=addresses,
+            recipients=recipients,
             attempt=notification.attempts,
         )
+
+
+def deliver_email(notification_id: int) -> str:
+    """Send one e-mail notification to its organisation's 24/7 contacts. The attempt claims the
+    notification first, so two attempts never send it twice at once. Each attempt is audited:
+    ``incident.notification_delivered`` or ``incident.notification_failed`` (then
+    ``NotDelivered`` is raised, and the task retries)."""
+    notification = _claim(notification_id, Channel.EMAIL)
+    if notification is None:
+        return "delivered already, gone, or being sent"
+    addresses = duty_addresses(notification.organisation_id)
+    try:
+        if not addresses:
+            raise NotDelivered(
+                _("%(org)s has no 24/7 contact in the directory.")
+                % {"org": notification.organisation.short_name}
+            )
+        with translation.override(contact_language(notification.organisation_id)):
+            subject, body = _participant_message(notification.incident, notification.event)
+        send_mail(subject, body, None, addresses)
+    except Exception as exc:
+        raise _failed(notification, exc) from exc
+    _delivered(notification, addresses, subject=subject[:300], body=body)
     return f"sent to {len(addresses)} address(es)"
+
+
+WEBHOOK_TIMEOUT = 10  # seconds, to connect and to read the answer
+
+
+def deliver_webhook(notification_id: int) -> str:
+    """POST one webhook notification (its stored JSON, unchanged on every attempt) to the
+    organisation's webhook, signed with its secret (``minga.directory.webhooks``: a fresh
+    timestamp per attempt, in the signed content). Delivered when the receiver answers 2xx;
+    anything else, a time-out or a refused connection is a failed attempt. Claimed and audited
+    like e-mail; ``NotDelivered`` makes the task retry with backoff."""
+    import requests
+
+    from minga.directory import webhooks
+    from minga.directory.models import Webhook
+
+    notification = _claim(notification_id, Channel.WEBHOOK)
+    if notification is None:
+        return "delivered already, gone, or being sent"
+    try:
+        webhook = Webhook.objects.filter(organisation_id=notification.organisation_id).first()
+        if webhook is None:
+            raise NotDelivered(
+                _("%(org)s has no webhook any more.") % {"org": notification.organisation.short_name}
+            )
+        secret = webhooks.unseal_secret(webhook.sealed_secret)
+        if secret is None:
+            raise NotDelivered(_("The webhook's secret cannot be opened with this node's key: set it again."))
+        body = notification.body.encode()
+        timestamp = int(time.time())
+        answer = requests.post(
+            webhook.url,
+            data=body,
+            headers={
+                "Content-Type": "application/json",
+                "User-Agent": "Minga webhook",
+                webhooks.TIMESTAMP_HEADER: str(timestamp),
+                webhooks.SIGNATURE_HEADER: webhooks.sign(secret, timestamp, body),
+                webhooks.DELIVERY_HEADER: str(notification.pk),
+                webhooks.EVENT_HEADER: notification.event,
+            },
+            timeout=WEBHOOK_TIMEOUT,
+            allow_redirects=False,
+        )
+        if not 200 <= answer.status_code < 300:
+            raise NotDelivered(_("The webhook answered HTTP %(status)d.") % {"status": answer.status_code})
+    except Exception as exc:
+        raise _failed(notification, exc) from exc
+    _delivered(notification, [webhook.url])
+    return f"posted to {webhook.url}"
 
 
 def export_stix(actor: Actor, incident: Incident) -> bytes:
@@ -1112,3 +1233,436 @@ def export_stix(actor: Actor, incident: Incident) -> bytes:
     with transaction.atomic():
         _audit("incident.export", actor, incident, format="stix", bytes=len(document))
     return document
+
+
+# --- evidence and chain of custody -------------------------------------------------------------
+#
+# Evidence belongs to an incident and is read and handled by the organisations taking part in
+# it (``may_contribute``: the incident's access policy first, then participation), never more:
+# a network member who may read a TLP:GREEN incident does not get its evidence. The content
+# lives in the content-addressed store (``storage``); every line of the chain of custody is an
+# entry of the audit log (``evidence.<action>``) written in the transaction of the change, and a
+# ``CustodyEvent`` row binds it to the item (see its docstring).
+
+
+class EvidenceTooLarge(ValidationError):
+    """An evidence file over the size limit; the API and the pages answer 413."""
+
+
+MEDIA_TYPE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,62}/[a-z0-9][a-z0-9!#$&^_.+-]{0,62}$")
+
+
+def may_handle_evidence(actor: Actor, incident: Incident) -> bool:
+    """Read, register and download the incident's evidence: the organisations taking part."""
+    return may_contribute(actor, incident)
+
+
+def _require_evidence_handler(actor: Actor, incident: Incident) -> None:
+    if not may_handle_evidence(actor, incident):
+        raise PermissionDenied(
+            _("Only the organisations taking part in %(ref)s handle its evidence.")
+            % {"ref": incident.reference}
+        )
+
+
+def evidence_limit() -> int:
+    return int(settings.MINGA_EVIDENCE_MAX_BYTES)
+
+
+def _too_large(limit: int) -> EvidenceTooLarge:
+    return EvidenceTooLarge(
+        {
+            "file": _("The file is larger than %(limit)s bytes, the most this register accepts.")
+            % {"limit": f"{limit:,}"}
+        }
+    )
+
+
+def _file_name(name: str) -> str:
+    base = str(name or "").replace("\\", "/").rsplit("/", 1)[-1]
+    cleaned = "".join(c for c in base if c.isprintable()).strip()
+    return cleaned[:255] or "evidence"
+
+
+def _media_type(given: str, file_name: str) -> str:
+    value = str(given or "").split(";", 1)[0].strip().lower()
+    if MEDIA_TYPE.match(value):
+        return value
+    guessed, _encoding = mimetypes.guess_type(file_name)
+    return guessed or "application/octet-stream"
+
+
+def _person(actor: Actor) -> str:
+    user = _author(actor)
+    if user is None:
+        return ""
+    return (user.get_full_name() or user.get_username())[:200]
+
+
+def _custodian(organisation: Organisation | None, person: str) -> dict[str, Any] | None:
+    if organisation is None:
+        return None
+    return {"organisation_id": organisation.pk, "organisation": organisation.short_name, "person": person}
+
+
+def _custody(
+    actor: Actor,
+    evidence: Evidence,
+    action: str,
+    *,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+    reason: str = "",
+    **extra: Any,
+) -> CustodyEvent:
+    """One line of the chain of custody: its audit entry, then the row that binds it to the
+    item. Call inside the transaction of the change."""
+    entry = audit.record(
+        f"evidence.{action}",
+        actor=actor,
+        obj=evidence,
+        organisation=evidence.incident.origin_organisation,
+        details={
+            "reference": evidence.incident.reference,
+            "evidence": evidence.pk,
+            "sha256": evidence.sha256,
+            "custody": action,
+            "from": before,
+            "to": after,
+            "reason": reason,
+            **extra,
+        },
+    )
+    return CustodyEvent.objects.create(
+        evidence=evidence, action=action, audit_entry=entry, audit_hash=entry.hash
+    )
+
+
+def register_evidence(
+    actor: Actor,
+    incident: Incident,
+    *,
+    chunks: Iterable[bytes],
+    file_name: str,
+    title: str,
+    media_type: str = "",
+    description: str = "",
+    acquired_at: datetime | None = None,
+    acquired_by: str = "",
+    source: str = "",
+    custodian_organisation: Organisation | None = None,
+    custodian_person: str | None = None,
+    reason: str = "",
+    limit: int | None = None,
+) -> Evidence:
+    """Register a file as evidence of ``incident``: its content is streamed into the
+    content-addressed store (``EvidenceTooLarge`` past the limit: the smaller of
+    ``MINGA_EVIDENCE_MAX_BYTES`` and ``limit``), then the item and the first line of its chain of
+    custody are written in one transaction. The first custodian is the given organisation, else
+    the actor's. The organisations taking part only; audited as ``evidence.registered``."""
+    _require_evidence_handler(actor, incident)
+    _not_merged(incident)
+    title = _clean_text(title, "title", required=True, limit=200)
+    description = _clean_text(description, "description", required=False, limit=MAX_TEXT)
+    acquired_by = _clean_text(acquired_by, "acquired_by", required=False, limit=200)
+    source = _clean_text(source, "source", required=False, limit=500)
+    reason = _clean_text(reason, "reason", required=False, limit=MAX_TEXT)
+    person = _clean_text(
+        _person(actor) if custodian_person is None else custodian_person,
+        "custodian_person",
+        required=False,
+        limit=200,
+    )
+    custodian = custodian_organisation or _actor_organisation(actor, incident)
+    if custodian is None:
+        custodian = incident.coordinating_organisation
+    if acquired_at is not None and timezone.is_naive(acquired_at):
+        acquired_at = timezone.make_aware(acquired_at, UTC)  # the API says: UTC unless told
+    name = _file_name(file_name)
+    kind = _media_type(media_type, name)
+    most = evidence_limit() if limit is None else min(limit, evidence_limit())
+    try:
+        stored = storage.store(chunks, most)
+    except storage.TooLarge:
+        raise _too_large(most) from None
+    try:
+        with transaction.atomic():
+            evidence = Evidence.objects.create(
+                incident=incident,
+                title=title,
+                description=description,
+                file_name=name,
+                media_type=kind,
+                size=stored.size,
+                sha256=stored.sha256,
+                acquired_at=acquired_at,
+                acquired_by=acquired_by,
+                source=source,
+                custodian_organisation=custodian,
+                custodian_person=person,
+                registered_by=_author(actor),
+            )
+            _custody(
+                actor,
+                evidence,
+                CustodyAction.REGISTERED,
+                after=_custodian(custodian, person),
+                reason=reason,
+                title=title,
+                file_name=name,
+                size=stored.size,
+                acquired_at=acquired_at,
+                acquired_by=acquired_by,
+                source=source,
+            )
+    except BaseException:
+        # Nothing names content stored for this attempt alone: take it away again.
+        if stored.created and not Evidence.objects.filter(sha256=stored.sha256).exists():
+            storage.remove(stored.sha256)
+        raise
+    return evidence
+
+
+@transaction.atomic
+def record_custody(
+    actor: Actor,
+    evidence: Evidence,
+    action: str,
+    *,
+    reason: str,
+    to_organisation: Organisation | None = None,
+    to_person: str = "",
+) -> CustodyEvent:
+    """Record a hand-over (``transferred``, ``returned``: to an organisation and a person), a
+    seal, or the disposal of the item (its file is deleted once no other item holds the same
+    content), saying why. The coordinators, or the organisation that holds the item, provided
+    they take part in the incident; audited as ``evidence.<action>``."""
+    evidence = (
+        Evidence.objects.select_for_update()
+        .select_related("incident", "custodian_organisation")
+        .get(pk=evidence.pk)
+    )
+    incident = evidence.incident
+    _require_evidence_handler(actor, incident)
+    if not (
+        may_coordinate(actor, incident)
+        or evidence.custodian_organisation_id in working_organisation_ids(actor)
+    ):
+        raise PermissionDenied(
+            _("Only the coordinators of %(ref)s or the organisation that holds the item record its custody.")
+            % {"ref": incident.reference}
+        )
+    action = _choice(action, CustodyAction, "action")
+    if action not in RECORDED_BY_HAND:
+        raise ValidationError({"action": _("The node records this action itself.")})
+    if evidence.status == EvidenceStatus.DISPOSED:
+        raise ValidationError(_("This item was disposed of; its chain of custody is closed."))
+    reason = _clean_text(reason, "reason", required=True, limit=MAX_TEXT)
+    person = _clean_text(to_person, "to_person", required=False, limit=200)
+    before = _custodian(evidence.custodian_organisation, evidence.custodian_person)
+    after = None
+    if action in CUSTODIAN_CHANGES:
+        if to_organisation is None:
+            raise ValidationError({"to_organisation": _("Say to which organisation the item goes.")})
+        evidence.custodian_organisation, evidence.custodian_person = to_organisation, person
+        after = _custodian(to_organisation, person)
+    if action == CustodyAction.DISPOSED:
+        evidence.status = EvidenceStatus.DISPOSED
+        sha256 = evidence.sha256
+
+        def remove_if_unheld() -> None:
+            if not Evidence.objects.filter(sha256=sha256, status=EvidenceStatus.HELD).exists():
+                storage.remove(sha256)
+
+        transaction.on_commit(remove_if_unheld)
+    evidence.save(update_fields=["custodian_organisation", "custodian_person", "status"])
+    return _custody(actor, evidence, action, before=before, after=after, reason=reason)
+
+
+def open_evidence(actor: Actor, evidence: Evidence) -> BinaryIO:
+    """The item's stored content, for downloading. The organisations taking part only; each
+    download is a line of the chain of custody (``evidence.accessed``)."""
+    _require_evidence_handler(actor, evidence.incident)
+    if evidence.status == EvidenceStatus.DISPOSED:
+        raise ValidationError(_("This item was disposed of; its file is no longer kept."))
+    try:
+        handle = storage.open_blob(evidence.sha256)
+    except FileNotFoundError:
+        raise ValidationError(
+            _(
+                "The file of this item is missing from the store; "
+                "tell the node's operator (minga evidence verify)."
+            )
+        ) from None
+    try:
+        with transaction.atomic():
+            _custody(actor, evidence, CustodyAction.ACCESSED)
+    except BaseException:
+        handle.close()
+        raise
+    return handle
+
+
+@dataclass(frozen=True)
+class ItemCheck:
+    evidence: Evidence
+    found: bool
+    sha256: str  # of the stored file now ("" when missing)
+    size: int
+
+    @property
+    def ok(self) -> bool:
+        return self.found and self.sha256 == self.evidence.sha256 and self.size == self.evidence.size
+
+
+def verify_evidence(actor: Actor, evidence: Evidence) -> ItemCheck:
+    """Hash the item's stored file again and record the result in its chain of custody
+    (``evidence.verified``, with ``intact`` true or false). The organisations taking part."""
+    _require_evidence_handler(actor, evidence.incident)
+    if evidence.status == EvidenceStatus.DISPOSED:
+        raise ValidationError(_("This item was disposed of; its file is no longer kept."))
+    # Hashed before the transaction: a large image must not hold the database's write lock.
+    now = storage.rehash(evidence.sha256)
+    check = ItemCheck(evidence, now is not None, now[0] if now else "", now[1] if now else 0)
+    with transaction.atomic():
+        _custody(
+            actor,
+            evidence,
+            CustodyAction.VERIFIED,
+            intact=check.ok,
+            found_sha256=check.sha256,
+            found_size=check.size,
+        )
+    return check
+
+
+# --- verifying the whole register (``minga evidence verify``) --------------------------------
+
+
+@dataclass(frozen=True)
+class EvidenceProblem:
+    evidence: int | None
+    label: str  # which item, in words
+    message: str
+
+
+@dataclass(frozen=True)
+class RegisterReport:
+    items: int
+    files: int  # files hashed again
+    custody_entries: int
+    chain: audit.VerifyResult
+    problems: tuple[EvidenceProblem, ...]
+
+    @property
+    def ok(self) -> bool:
+        return self.chain.ok and not self.problems
+
+
+def _label(evidence: Evidence) -> str:
+    return _("%(ref)s evidence #%(id)d (%(title)s)") % {
+        "ref": evidence.incident.reference,
+        "id": evidence.pk,
+        "title": evidence.title[:60],
+    }
+
+
+def _check_custody(evidence: Evidence, events: Sequence[CustodyEvent]) -> list[str]:
+    """What is wrong with the item's chain of custody, as bound to the audit log."""
+    problems: list[str] = []
+    if not events:
+        return [_("it has no chain of custody (its registration entry is gone)")]
+    holder: dict[str, Any] | None = None
+    disposed = False
+    for position, event in enumerate(events):
+        entry = event.audit_entry
+        where = _("custody line %(n)d (%(action)s, audit entry #%(seq)d)") % {
+            "n": position + 1,
+            "action": event.action,
+            "seq": entry.seq,
+        }
+        details = entry.details if isinstance(entry.details, dict) else {}
+        if entry.hash != event.audit_hash:
+            problems.append(_("%(where)s: the audit entry's hash is not the one recorded") % {"where": where})
+        if (
+            entry.action != f"evidence.{event.action}"
+            or details.get("custody") != event.action
+            or entry.object_type != Evidence._meta.label_lower
+            or entry.object_id != str(evidence.pk)
+            or details.get("evidence") != evidence.pk
+        ):
+            problems.append(
+                _("%(where)s: the audit entry describes another item or action") % {"where": where}
+            )
+        if details.get("sha256") != evidence.sha256:
+            problems.append(_("%(where)s: the audit trail names other content (SHA-256)") % {"where": where})
+        if position == 0 and (
+            event.action != CustodyAction.REGISTERED or details.get("size") != evidence.size
+        ):
+            problems.append(
+                _("%(where)s: the chain does not start with the registration of this content")
+                % {"where": where}
+            )
+        if event.action in CUSTODIAN_CHANGES:
+            holder = details.get("to")
+        if event.action == CustodyAction.DISPOSED:
+            disposed = True
+    # By the organisation's id, not its short name: an organisation may be renamed.
+    held = (holder or {}).get("organisation_id"), (holder or {}).get("person")
+    if held != (evidence.custodian_organisation_id, evidence.custodian_person):
+        problems.append(_("its custodian is not the one its chain of custody ends with"))
+    if disposed != (evidence.status == EvidenceStatus.DISPOSED):
+        problems.append(_("its status does not match its chain of custody"))
+    return problems
+
+
+def verify_register() -> RegisterReport:
+    """Check the evidence register: every held item's file is hashed again (streamed) and
+    compared with its SHA-256 and size; every item's chain of custody is compared with the audit
+    entries it is bound to; every evidence entry of the audit log must have its custody row; and
+    the audit chain itself is verified (``minga.core.audit.verify``)."""
+    problems: list[EvidenceProblem] = []
+    items = files = lines = 0
+    evidence_rows = (
+        Evidence.objects.select_related("incident", "custodian_organisation")
+        .prefetch_related(Prefetch("custody", queryset=CustodyEvent.objects.select_related("audit_entry")))
+        .order_by("pk")
+    )
+    for evidence in evidence_rows.iterator(chunk_size=500):
+        items += 1
+        label = _label(evidence)
+        events = list(evidence.custody.all())
+        lines += len(events)
+        if evidence.status == EvidenceStatus.HELD:
+            files += 1
+            now = storage.rehash(evidence.sha256)
+            if now is None:
+                problems.append(EvidenceProblem(evidence.pk, label, _("its file is missing from the store")))
+            elif now != (evidence.sha256, evidence.size):
+                problems.append(
+                    EvidenceProblem(
+                        evidence.pk,
+                        label,
+                        _("its file does not match its SHA-256 (altered or damaged): it hashes to %(found)s")
+                        % {"found": now[0]},
+                    )
+                )
+        problems.extend(EvidenceProblem(evidence.pk, label, p) for p in _check_custody(evidence, events))
+    bound = CustodyEvent.objects.filter(audit_entry_id=OuterRef("pk"))
+    unbound = (
+        AuditEntry.objects.filter(object_type=Evidence._meta.label_lower, action__startswith="evidence.")
+        .exclude(Exists(bound))
+        .order_by("seq")
+    )
+    for entry in unbound.iterator(chunk_size=500):
+        problems.append(
+            EvidenceProblem(
+                int(entry.object_id) if entry.object_id.isdigit() else None,
+                _("evidence #%(id)s") % {"id": entry.object_id},
+                _("audit entry #%(seq)d (%(action)s) is missing from its chain of custody")
+                % {"seq": entry.seq, "action": entry.action},
+            )
+        )
+    return RegisterReport(
+        items=items, files=files, custody_entries=lines, chain=audit.verify(), problems=tuple(problems)
+    )

@@ -1,4 +1,4 @@
-"""Background work of the incidents app: delivering the outbox's e-mail."""
+"""Background work of the incidents app: delivering the outbox's e-mail and webhooks."""
 
 from __future__ import annotations
 
@@ -23,19 +23,31 @@ def deliver_notification(notification_id: int) -> str:
     return services.deliver_email(notification_id)
 
 
+@background_task(max_attempts=MAX_ATTEMPTS, backoff_seconds=60)
+def deliver_webhook(notification_id: int) -> str:
+    """POST one notification to its organisation's webhook (``services.deliver_webhook``);
+    retried on failure like e-mail."""
+    from minga.incidents import services
+
+    return services.deliver_webhook(notification_id)
+
+
 @schedule.every(timedelta(minutes=30), name="incidents.retry_notifications")
 @background_task()
 def retry_notifications() -> str:
-    """Every half hour: e-mail notifications still pending with no attempt for six hours (their
-    series of retries ran out) get a new series, so nothing accepted is given up on."""
+    """Every half hour: e-mail and webhook notifications still pending with no attempt for six
+    hours (their series of retries ran out) get a new series, so nothing accepted is given up
+    on."""
     from minga.incidents.choices import Channel, DeliveryStatus
     from minga.incidents.models import Notification
 
     stalled = Notification.objects.filter(
-        channel=Channel.EMAIL, status=DeliveryStatus.PENDING, updated_at__lt=timezone.now() - STALLED_AFTER
-    ).values_list("pk", flat=True)[:1000]
-    ids = list(stalled)
-    for pk in ids:
-        deliver_notification.enqueue(pk)
-    Notification.objects.filter(pk__in=ids).update(updated_at=timezone.now())
-    return f"queued {len(ids)} pending e-mail notification(s) again"
+        channel__in=(Channel.EMAIL, Channel.WEBHOOK),
+        status=DeliveryStatus.PENDING,
+        updated_at__lt=timezone.now() - STALLED_AFTER,
+    ).values_list("pk", "channel")[:1000]
+    rows = list(stalled)
+    for pk, channel in rows:
+        (deliver_webhook if channel == Channel.WEBHOOK else deliver_notification).enqueue(pk)
+    Notification.objects.filter(pk__in=[pk for pk, _channel in rows]).update(updated_at=timezone.now())
+    return f"queued {len(rows)} pending e-mail or webhook notification(s) again"

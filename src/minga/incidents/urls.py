@@ -7,6 +7,7 @@ app_name = "incidents"
 urlpatterns = [
     path("", views.board, name="board"),
     path("new/", views.incident_create, name="create"),
+    path("metrics/", views.metrics_page, name="metrics"),
     path("<str:reference>/", views.incident_detail, name="detail"),
     path("<str:reference>/edit/", views.incident_edit, name="edit"),
     path("<str:reference>/status/", views.incident_status, name="status"),
@@ -21,4 +22,15 @@ urlpatterns = [
     path("<str:reference>/events/", views.incident_events, name="events"),
     path("<str:reference>/merge/", views.incident_merge, name="merge"),
     path("<str:reference>/stix.json", views.incident_stix, name="stix"),
+    path("<str:reference>/evidence/new/", views.evidence_create, name="evidence_create"),
+    path("<str:reference>/evidence/<int:evidence_id>/", views.evidence_detail, name="evidence"),
+    path(
+        "<str:reference>/evidence/<int:evidence_id>/custody/", views.evidence_custody, name="evidence_custody"
+    ),
+    path("<str:reference>/evidence/<int:evidence_id>/verify/", views.evidence_verify, name="evidence_verify"),
+    path(
+        "<str:reference>/evidence/<int:evidence_id>/download/",
+        views.evidence_download,
+        name="evidence_download",
+    ),
 ]

@@ -8,27 +8,33 @@ from datetime import UTC, datetime, time
 from typing import Any
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
+from minga.core import access
 from minga.core.forms import attach_service_errors
 from minga.core.models import User
-from minga.incidents import queries, services
-from minga.incidents.choices import AWAITING_ACK, READING_STATUSES, TRANSITIONS, IncidentStatus
+from minga.incidents import metrics, queries, services
+from minga.incidents.choices import AWAITING_ACK, READING_STATUSES, TRANSITIONS, IncidentStatus, Severity
 from minga.incidents.forms import (
     AnswerForm,
     BoardFilterForm,
     CommentForm,
+    CustodyForm,
     EventsForm,
+    EvidenceForm,
     IncidentForm,
     LinkForm,
     MergeForm,
+    MetricsForm,
     ObservablesForm,
     ParticipantForm,
     StatusForm,
@@ -72,8 +78,57 @@ def board(request: HttpRequest) -> HttpResponse:
         "query": urlencode(kept),
         "notifications": queries.notifications_for(request.user)[:10],
         "may_open": bool(services.working_organisation_ids(_user(request))),
+        "may_measure": bool(services.working_organisation_ids(_user(request)))
+        or access.is_network_coordinator(_user(request)),
     }
     return render(request, "incidents/board.html", context)
+
+
+@login_required
+def metrics_page(request: HttpRequest) -> HttpResponse:
+    """Time to acknowledge, to first response and to resolve per affected state and severity:
+    for the network's coordinators (node admins, who may also ask for the whole node, above a
+    privacy threshold) and the analysts who work on incidents (over what they may read)."""
+    user = _user(request)
+    coordinator = access.is_network_coordinator(user)
+    if not coordinator and not services.working_organisation_ids(user):
+        raise PermissionDenied(_("The incident metrics are for coordinators and analysts."))
+    form = MetricsForm(request.GET or None, initial={"by_priority": True})
+    data: dict[str, Any] = form.cleaned_data if form.is_bound and form.is_valid() else {"by_priority": True}
+    since, until = data.get("since"), data.get("until")
+    error = ""
+    try:
+        result = metrics.incident_metrics(
+            user,
+            by_priority=bool(data.get("by_priority")),
+            since=datetime.combine(since, time.min, tzinfo=UTC) if since else None,
+            until=datetime.combine(until, time.min, tzinfo=UTC) if until else None,
+            node_wide=bool(data.get("node_wide")) and coordinator,
+            min_group_size=data.get("min_group_size"),
+        )
+    except ValidationError as exc:
+        error = _messages_of(exc)
+        result = metrics.Metrics(rows=[], node_wide=False, min_group_size=1)
+    severities = dict(Severity.choices)
+    rows = [
+        {
+            "state": row.state,
+            "priority": severities.get(row.priority, row.priority),
+            "incidents": row.incidents,
+            "counts": (row.acknowledged, row.responded, row.resolved),
+            "times": [
+                (metrics.duration_text(median), metrics.duration_text(p90))
+                for median, p90 in (
+                    (row.median_to_acknowledge, row.p90_to_acknowledge),
+                    (row.median_to_first_response, row.p90_to_first_response),
+                    (row.median_to_resolve, row.p90_to_resolve),
+                )
+            ],
+        }
+        for row in result.rows
+    ]
+    context = {"form": form, "result": result, "rows": rows, "coordinator": coordinator, "error": error}
+    return render(request, "incidents/metrics.html", context)
 
 
 def _form_kwargs(data: dict[str, Any]) -> dict[str, Any]:
@@ -187,6 +242,7 @@ def incident_detail(request: HttpRequest, reference: str) -> HttpResponse:
         "affected_organisations": incident.affected_organisations.all(),
         "may_coordinate": services.may_coordinate(user, incident),
         "may_contribute": services.may_contribute(user, incident),
+        "evidence": (queries.evidence_of(incident) if services.may_handle_evidence(user, incident) else None),
         "status_form": StatusForm(),
         "next_statuses": [
             (s, IncidentStatus(s).label) for s in IncidentStatus.values if s in TRANSITIONS[incident.status]
@@ -402,3 +458,141 @@ def incident_stix(request: HttpRequest, reference: str) -> HttpResponse:
     )
     response["Content-Disposition"] = f'attachment; filename="{incident.reference}.json"'
     return response
+
+
+# --- evidence --------------------------------------------------------------------------------
+#
+# Every evidence page starts from ``queries.evidence_incident_or_404``: who does not take part
+# in the incident gets 404, for the register form as for an item.
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def evidence_create(request: HttpRequest, reference: str) -> HttpResponse:
+    user = _user(request)
+    incident = queries.evidence_incident_or_404(user, reference[:20])
+    form = EvidenceForm(user, request.POST or None, request.FILES or None)
+    status = 200
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        upload = data["file"]
+        try:
+            evidence = services.register_evidence(
+                user,
+                incident,
+                chunks=upload.chunks(),
+                file_name=upload.name or "",
+                media_type=upload.content_type or "",
+                title=data["title"],
+                description=data["description"],
+                acquired_at=data["acquired_at"],
+                acquired_by=data["acquired_by"],
+                source=data["source"],
+                custodian_organisation=data["custodian"],
+                custodian_person=data["custodian_person"] or None,
+                reason=data["reason"],
+                limit=settings.MINGA_MAX_REQUEST_BYTES,
+            )
+        except services.EvidenceTooLarge as exc:
+            attach_service_errors(form, exc)
+            status = 413
+        except (ValidationError, PermissionDenied) as exc:
+            attach_service_errors(
+                form, exc if isinstance(exc, ValidationError) else ValidationError(str(exc))
+            )
+        else:
+            messages.success(request, _("Evidence registered: SHA-256 %(sha)s.") % {"sha": evidence.sha256})
+            return redirect("incidents:evidence", reference=incident.reference, evidence_id=evidence.pk)
+    elif request.method == "POST":
+        status = 400
+    context = {
+        "incident": incident,
+        "form": form,
+        "max_bytes": min(services.evidence_limit(), settings.MINGA_MAX_REQUEST_BYTES),
+    }
+    return render(request, "incidents/evidence_form.html", context, status=status)
+
+
+@login_required
+def evidence_detail(request: HttpRequest, reference: str, evidence_id: int) -> HttpResponse:
+    user = _user(request)
+    incident = queries.evidence_incident_or_404(user, reference[:20])
+    evidence = queries.evidence_or_404(incident, evidence_id)
+    context = {
+        "incident": incident,
+        "evidence": evidence,
+        "custody": queries.custody_log(evidence),
+        "custody_form": CustodyForm(user),
+        "may_record": services.may_coordinate(user, incident)
+        or evidence.custodian_organisation_id in services.working_organisation_ids(user),
+    }
+    return render(request, "incidents/evidence_detail.html", context)
+
+
+@login_required
+@require_POST
+def evidence_custody(request: HttpRequest, reference: str, evidence_id: int) -> HttpResponse:
+    user = _user(request)
+    incident = queries.evidence_incident_or_404(user, reference[:20])
+    evidence = queries.evidence_or_404(incident, evidence_id)
+    form = CustodyForm(user, request.POST)
+    if not form.is_valid():
+        messages.error(request, _form_errors(form) or _("The form is not valid."))
+    else:
+        data = form.cleaned_data
+        try:
+            services.record_custody(
+                user,
+                evidence,
+                data["action"],
+                reason=data["reason"],
+                to_organisation=data["to_organisation"],
+                to_person=data["to_person"],
+            )
+        except (ValidationError, PermissionDenied) as exc:
+            messages.error(request, _messages_of(exc))
+        else:
+            messages.success(request, _("Custody recorded."))
+    return redirect("incidents:evidence", reference=incident.reference, evidence_id=evidence.pk)
+
+
+@login_required
+@require_POST
+def evidence_verify(request: HttpRequest, reference: str, evidence_id: int) -> HttpResponse:
+    user = _user(request)
+    incident = queries.evidence_incident_or_404(user, reference[:20])
+    evidence = queries.evidence_or_404(incident, evidence_id)
+    try:
+        check = services.verify_evidence(user, evidence)
+    except (ValidationError, PermissionDenied) as exc:
+        messages.error(request, _messages_of(exc))
+    else:
+        if check.ok:
+            messages.success(request, _("The stored file matches its SHA-256."))
+        elif not check.found:
+            messages.error(request, _("The stored file is missing. Tell the node's operator."))
+        else:
+            messages.error(
+                request,
+                _(
+                    "The stored file does not match its SHA-256: it hashes to %(sha)s. "
+                    "Tell the node's operator."
+                )
+                % {"sha": check.sha256},
+            )
+    return redirect("incidents:evidence", reference=incident.reference, evidence_id=evidence.pk)
+
+
+@login_required
+def evidence_download(request: HttpRequest, reference: str, evidence_id: int) -> HttpResponseBase:
+    from minga.incidents.api import evidence_response
+
+    user = _user(request)
+    incident = queries.evidence_incident_or_404(user, reference[:20])
+    evidence = queries.evidence_or_404(incident, evidence_id)
+    try:
+        handle = services.open_evidence(user, evidence)
+    except (ValidationError, PermissionDenied) as exc:
+        messages.error(request, _messages_of(exc))
+        return redirect("incidents:evidence", reference=incident.reference, evidence_id=evidence.pk)
+    return evidence_response(handle, evidence)

@@ -57,6 +57,11 @@ class StixObject(SharedObject):
     first_seen = models.DateTimeField(null=True, blank=True)
     last_seen = models.DateTimeField(null=True, blank=True)
     raw = models.TextField(_("STIX JSON"))
+    # Provenance, for federation: the node where the version was first shared (blank: this
+    # node) and the peer this node received it from (blank: not received). Federation never
+    # sends a version back to either (``minga.core.access.distribution_filter``).
+    origin_node = models.CharField(_("origin node"), max_length=100, blank=True, db_default="")
+    received_from = models.CharField(_("received from"), max_length=100, blank=True, db_default="")
 
     class Meta:
         ordering = ["-date_added", "-pk"]

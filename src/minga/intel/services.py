@@ -60,6 +60,18 @@ class Rejection:
 
 
 @dataclass(frozen=True)
+class Provenance:
+    """Where versions come from, as federation tells: the node that first shared them and the
+    peer that sent them here. Blank for what this node's own organisations share."""
+
+    origin_node: str = ""
+    received_from: str = ""
+
+
+LOCAL = Provenance()
+
+
+@dataclass(frozen=True)
 class StoredVersion:
     index: int  # position in the bundle's objects, from 0
     stix_id: str
@@ -264,6 +276,7 @@ def _store_chunk(
     recipients: Sequence[Organisation],
     recipient_users: Sequence[User],
     result: ImportResult,
+    provenance: Provenance = LOCAL,
 ) -> None:
     """Write one chunk of valid objects in one transaction, with no per-object query. Chunks are
     written one at a time (``_serialise_chunk_writes``), so the look-up of the stored versions
@@ -272,7 +285,7 @@ def _store_chunk(
     for attempt in (1, 2):
         outcome = result.tracked()
         try:
-            _write_chunk(candidates, organisation, recipients, recipient_users, outcome)
+            _write_chunk(candidates, organisation, recipients, recipient_users, outcome, provenance)
         except IntegrityError:
             if attempt == 2:
                 raise
@@ -299,10 +312,11 @@ def _write_chunk(
     recipients: Sequence[Organisation],
     recipient_users: Sequence[User],
     result: ImportResult,
+    provenance: Provenance,
 ) -> None:
     with transaction.atomic():
         _serialise_chunk_writes()
-        _write_chunk_locked(candidates, organisation, recipients, recipient_users, result)
+        _write_chunk_locked(candidates, organisation, recipients, recipient_users, result, provenance)
 
 
 def _write_chunk_locked(
@@ -311,6 +325,7 @@ def _write_chunk_locked(
     recipients: Sequence[Organisation],
     recipient_users: Sequence[User],
     result: ImportResult,
+    provenance: Provenance,
 ) -> None:
     ids = list({c.stix_id for c in candidates})
     existing: set[tuple[str, datetime]] = set()
@@ -387,6 +402,8 @@ def _write_chunk_locked(
                 stix.parse_timestamp(obj["first_seen"], "first_seen") if "first_seen" in obj else None,
                 stix.parse_timestamp(obj["last_seen"], "last_seen") if "last_seen" in obj else None,
                 c.raw,
+                provenance.origin_node,
+                provenance.received_from,
             )
         )
     # The organisation's stored versions that a fresh one supersedes stop being its latest.
@@ -428,6 +445,8 @@ OBJECT_COLUMNS = (
     "first_seen",
     "last_seen",
     "raw",
+    "origin_node",
+    "received_from",
 )
 
 
@@ -511,14 +530,28 @@ def import_objects(
     fmt: str,
     progress: Callable[[ImportResult], None] | None = None,
     source: str = "",
+    track: bool = False,
+    provenance: Provenance = LOCAL,
 ) -> ImportResult:
-    """Import the STIX 2.1 objects a format reader (MISP, CSV) yields as ``(index, object)``
-    pairs, or ``convert.Rejected`` entries for records it could not convert; stored exactly as
-    a bundle's objects are (same checks, chunks, observables, recipients). Same permissions as
-    ``import_bundle``; audited as ``intel.<fmt>_imported`` with the counts."""
+    """Import the STIX 2.1 objects a format reader (MISP, CSV, a peer's envelope) yields as
+    ``(index, object)`` pairs, or ``convert.Rejected`` entries for records it could not convert;
+    stored exactly as a bundle's objects are (same checks, chunks, observables, recipients),
+    with ``provenance`` on every version. Same permissions as ``import_bundle``; audited as
+    ``intel.<fmt>_imported`` with the counts."""
     recipients = list(dict.fromkeys(recipients))
     _check_import(actor, organisation, tlp, recipients)
-    return _import(actor, organisation, items, tlp, recipients, fmt=fmt, progress=progress, source=source)
+    return _import(
+        actor,
+        organisation,
+        items,
+        tlp,
+        recipients,
+        fmt=fmt,
+        progress=progress,
+        source=source,
+        track=track,
+        provenance=provenance,
+    )
 
 
 def _import(
@@ -532,6 +565,7 @@ def _import(
     progress: Callable[[ImportResult], None] | None,
     source: str,
     track: bool = False,
+    provenance: Provenance = LOCAL,
 ) -> ImportResult:
     # The importer is named on TLP:RED objects (theirs or marked so in the bundle): RED names
     # people, and its author is one of them.
@@ -548,7 +582,7 @@ def _import(
             if candidate is not None:
                 chunk.append(candidate)
             if len(chunk) >= CHUNK_SIZE:
-                _store_chunk(chunk, organisation, recipients, recipient_users, result)
+                _store_chunk(chunk, organisation, recipients, recipient_users, result, provenance)
                 chunk = []
                 if progress is not None:
                     progress(result)
@@ -560,7 +594,7 @@ def _import(
             "error": str(exc)[:200],
         }
     if chunk:
-        _store_chunk(chunk, organisation, recipients, recipient_users, result)
+        _store_chunk(chunk, organisation, recipients, recipient_users, result, provenance)
     if result.seen == 0 and not result.error:
         result.error = (
             _("The bundle has no objects.") if fmt == "stix" else _("The file holds nothing to import.")

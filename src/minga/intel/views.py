@@ -85,8 +85,16 @@ def object_detail(request: HttpRequest, stix_id: str) -> HttpResponse:
         "sightings": sightings[:50],
         "versions": queries.versions(request.user, obj.stix_id)[:100],
         "holders": queries.holders(request.user, obj.stix_id),
+        "retract_form": _retract_form(_user(request), obj),
     }
     return render(request, "intel/object_detail.html", context)
+
+
+def _retract_form(user: User, obj: StixObject) -> Any:
+    # Federation builds on the intel store, not the other way round: imported when needed.
+    from minga.taxii.pages import retract_form
+
+    return retract_form(user, obj)
 
 
 @login_required

@@ -18,7 +18,7 @@ from ninja.params import functions as param
 from minga.core.api import Pages
 from minga.core.models import Organisation, User
 from minga.pipeline import queries, services
-from minga.pipeline.choices import Encoding, EventType, FeedFormat, RunStatus, Taxonomy
+from minga.pipeline.choices import Encoding, EventType, FeedFormat, FeedSource, RunStatus, Taxonomy
 from minga.pipeline.models import EVENT_FIELDS, DeadLetter, Feed, Run
 
 router = Router(tags=["pipeline"])
@@ -54,6 +54,20 @@ class FeedOut(Schema):
     dedup_fields: list[str]
     retention_days: int
     is_active: bool
+    source: FeedSource
+    url: str
+    directory: str
+    pull_every: int = Field(..., description="Seconds between two pulls of a URL")
+    pulled_at: datetime | None
+    next_pull_at: datetime | None = Field(..., description="The next pull, or retry after a failure")
+    failures: int = Field(..., description="Failed pulls in a row")
+    last_error: str
+    has_token: bool = Field(..., description="Whether a TAXII token is set (it is never shown)")
+
+    @staticmethod
+    def resolve_has_token(feed: Feed) -> bool:
+        return bool(feed.credential)
+
     created_at: datetime
     updated_at: datetime
 
@@ -85,6 +99,15 @@ class FeedChange(Schema):
     )
     retention_days: int | None = Field(None, ge=1, le=3650)
     is_active: bool | None = None
+    source: FeedSource | None = Field(None, description="upload, url (pulled on a schedule) or directory")
+    url: str | None = Field(None, max_length=2000, description="http(s) URL of a feed pulled on a schedule")
+    directory: str | None = Field(
+        None, max_length=200, description="A folder under the node's feed inbox (MINGA_PIPELINE_INBOX)"
+    )
+    pull_every: int | None = Field(None, ge=60, le=7 * 86400, description="Seconds between two pulls")
+    token: str | None = Field(
+        None, max_length=2000, description="A TAXII collection's bearer token (write-only; empty clears it)"
+    )
 
 
 class FeedIn(FeedChange):
@@ -183,9 +206,12 @@ class ReprocessOut(Schema):
 
 UPLOAD_BODY = {
     "required": True,
-    "description": "The file, as the feed's format (CSV or JSON lines) in its encoding",
+    "description": (
+        "The file, as the feed's format in its encoding: CSV, JSON lines, IntelMQ events (one a line "
+        "or a JSON array), a STIX 2.1 bundle or a MISP event JSON"
+    ),
     "content": {
-        # A JSON object is a JSON-lines file of one line.
+        # A JSON object is a JSON-lines file of one line, a STIX bundle or a MISP event.
         "application/json": {"schema": {"type": "object"}},
         "text/csv": {"schema": {"type": "string"}},
         "application/x-ndjson": {"schema": {"type": "string"}},

@@ -9,6 +9,21 @@ from django.utils.translation import gettext_lazy as _
 class FeedFormat(models.TextChoices):
     CSV = "csv", _("CSV")
     JSONL = "jsonl", _("JSON lines")
+    INTELMQ = "intelmq", _("IntelMQ events (JSON lines or a JSON array)")
+    STIX = "stix", _("STIX 2.1 bundle")
+    MISP = "misp", _("MISP feed (MISP event JSON)")
+
+
+# Formats read as one JSON document (streamed) rather than line by line: before the run is
+# split, each record that may become an event is written as one line of the run's lines file.
+DOCUMENT_FORMATS = (FeedFormat.STIX, FeedFormat.MISP)
+
+
+class FeedSource(models.TextChoices):
+    UPLOAD = "upload", _("Uploads only (web, REST, command line)")
+    URL = "url", _("HTTP(S) URL pulled on a schedule")
+    DIRECTORY = "directory", _("Watched directory")
+    TAXII = "taxii", _("TAXII 2.1 collection pulled on a schedule")
 
 
 class Encoding(models.TextChoices):
@@ -29,6 +44,9 @@ class RunSource(models.TextChoices):
     API = "api", _("REST API")
     CLI = "cli", _("Command line")
     DEMO = "demo", _("Demo data")
+    URL = "url", _("Pulled from a URL")
+    DIRECTORY = "directory", _("Watched directory")
+    TAXII = "taxii", _("TAXII collection")
 
 
 # RSIT: taxonomy -> its types (https://github.com/enisaeu/Reference-Security-Incident-Taxonomy-Task-Force).

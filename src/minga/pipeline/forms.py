@@ -12,7 +12,7 @@ from django.utils.translation import gettext_lazy as _
 from minga.core.choices import TLP
 from minga.core.forms import ModelChoiceField
 from minga.core.models import Organisation, User
-from minga.pipeline.choices import Encoding, EventType, FeedFormat, Taxonomy
+from minga.pipeline.choices import Encoding, EventType, FeedFormat, FeedSource, Taxonomy
 from minga.pipeline.models import EVENT_FIELDS, FEED_TLPS, Feed
 from minga.pipeline.services import MANAGING_ROLES
 
@@ -66,6 +66,23 @@ class FeedForm(forms.ModelForm):
         help_text=_("Event fields, separated by commas."),
     )
     default_tlp = forms.ChoiceField(label=_("TLP of its events"), choices=TLP_CHOICES)
+    url = forms.URLField(
+        label=_("URL"),
+        required=False,
+        max_length=2000,
+        assume_scheme="https",
+        help_text=_(
+            "For a feed pulled from a URL or a TAXII collection (its own URL): http:// or https://, "
+            "no credentials."
+        ),
+    )
+    token = forms.CharField(
+        label=_("TAXII token"),
+        required=False,
+        max_length=2000,
+        widget=forms.PasswordInput(render_value=False),
+        help_text=_("The collection's bearer token, kept sealed; leave blank to keep the current one."),
+    )
 
     class Meta:
         model = Feed
@@ -84,6 +101,10 @@ class FeedForm(forms.ModelForm):
             "taxonomy_mapping",
             "dedup_window",
             "retention_days",
+            "source",
+            "url",
+            "directory",
+            "pull_every",
             "is_active",
         ]
 
@@ -94,6 +115,8 @@ class FeedForm(forms.ModelForm):
         ).distinct()
         self.fields["format"].choices = FeedFormat.choices  # type: ignore[attr-defined]
         self.fields["encoding"].choices = Encoding.choices  # type: ignore[attr-defined]
+        self.fields["source"].choices = FeedSource.choices  # type: ignore[attr-defined]
+        self.fields["source"].required = self.fields["pull_every"].required = False  # as they are
         self.fields["dedup_key"].initial = ", ".join(self.instance.dedup_fields)
         if self.instance.pk:
             del self.fields["owner"]
@@ -103,9 +126,14 @@ class FeedForm(forms.ModelForm):
         """The cleaned settings, as the feed services take them."""
         data = {name: self.cleaned_data[name] for name in self.Meta.fields if name in self.cleaned_data}
         data.pop("owner", None)
+        for name in ("source", "pull_every"):
+            if data.get(name) in (None, ""):
+                data.pop(name, None)
         if self.instance.pk:
             data.pop("name", None)
         data["dedup_fields"] = [f.strip() for f in self.cleaned_data["dedup_key"].split(",") if f.strip()]
+        if self.cleaned_data.get("token"):
+            data["token"] = self.cleaned_data["token"]
         return data
 
     def _post_clean(self) -> None:
@@ -116,7 +144,10 @@ class FeedForm(forms.ModelForm):
 class UploadForm(forms.Form):
     file = forms.FileField(
         label=_("File"),
-        help_text=_("A file of the feed (CSV or JSON lines). Larger files: minga ingest FILE --feed NAME."),
+        help_text=_(
+            "A file in the feed's format (CSV, JSON lines, IntelMQ events, a STIX 2.1 bundle or a MISP "
+            "event). Larger files: minga ingest FILE --feed NAME."
+        ),
     )
 
     def clean_file(self) -> Any:

@@ -16,7 +16,7 @@ from django.utils.translation import gettext_lazy as _
 
 from minga.core.choices import TLP
 from minga.core.models import Organisation, SharedObject, User
-from minga.pipeline.choices import Encoding, EventType, FeedFormat, RunSource, RunStatus, Taxonomy
+from minga.pipeline.choices import Encoding, EventType, FeedFormat, FeedSource, RunSource, RunStatus, Taxonomy
 
 # The fields an input line can fill, in the order of exports.
 EVENT_FIELDS = (
@@ -84,6 +84,30 @@ class Feed(models.Model):
     dedup_fields = models.JSONField(_("de-duplication key"), default=_default_dedup_fields)
     retention_days = models.PositiveIntegerField(_("retention (days)"), default=365)
     is_active = models.BooleanField(_("active"), default=True)
+    # Where files come from besides uploads: a URL pulled every ``pull_every`` seconds, or a
+    # folder under the node's feed inbox (MINGA_PIPELINE_INBOX) swept every minute.
+    source = models.CharField(
+        _("source"), max_length=10, choices=FeedSource.choices, default=FeedSource.UPLOAD
+    )
+    url = models.URLField(_("URL"), max_length=2000, blank=True)
+    directory = models.CharField(
+        _("directory"),
+        max_length=200,
+        blank=True,
+        help_text=_("A folder under the node's feed inbox, e.g. shadowserver/scan."),
+    )
+    pull_every = models.PositiveIntegerField(_("pull every (seconds)"), default=3600)
+    # The state of the pulls (not settings: the node writes them).
+    etag = models.CharField(max_length=300, blank=True)
+    last_modified = models.CharField(max_length=100, blank=True)
+    pulled_at = models.DateTimeField(_("last pulled"), null=True, blank=True)
+    next_pull_at = models.DateTimeField(_("next attempt"), null=True, blank=True)
+    failures = models.PositiveIntegerField(_("failures in a row"), default=0)
+    last_error = models.TextField(_("last error"), blank=True)
+    # A TAXII collection's bearer token, sealed (minga.core.sealed), never shown; and the date
+    # added of the last object received, which the next pull asks to be after.
+    credential = models.TextField(blank=True)
+    cursor = models.CharField(max_length=100, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -109,6 +133,7 @@ class Feed(models.Model):
             "taxonomy_mapping": dict(self.taxonomy_mapping),
             "dedup_window": self.dedup_window,
             "dedup_fields": list(self.dedup_fields),
+            "default_tlp": self.default_tlp,  # records marked stricter are not its events
         }
 
 
@@ -121,6 +146,9 @@ class Run(models.Model):
     source = models.CharField(_("source"), max_length=10, choices=RunSource.choices)
     file_name = models.CharField(_("file"), max_length=200)
     path = models.CharField(max_length=500)
+    # The records of a STIX bundle, a MISP feed or an IntelMQ JSON array, one JSON object a line,
+    # written from the kept file (``path``) before the split: the chunks read these lines.
+    lines_path = models.CharField(max_length=500, blank=True)
     file_size = models.PositiveBigIntegerField(default=0)
     sha256 = models.CharField(max_length=64, blank=True)
     options = models.JSONField(default=dict)

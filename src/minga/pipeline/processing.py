@@ -38,7 +38,9 @@ from minga.core import audit
 from minga.directory import resolution
 from minga.directory.constituency import normalise_domain
 from minga.intel import bulk
-from minga.pipeline.choices import TAXONOMY_OF, RunStatus
+from minga.pipeline import formats
+from minga.pipeline.choices import TAXONOMY_OF, FeedFormat, RunStatus
+from minga.pipeline.formats import Bad
 from minga.pipeline.models import COUNTS, EVENT_FIELDS, Chunk, DeadLetter, Event, EventRecipient, Feed, Run
 
 logger = logging.getLogger(__name__)
@@ -55,14 +57,6 @@ KEY_BATCH = 30_000  # keys per IN (...) lookup on SQLite (at most 32,766 paramet
 INTELMQ_NAMES = {name: name.replace("_", ".", 1) for name in EVENT_FIELDS if "_" in name}
 INTELMQ_NAMES["time"] = "time.source"
 ROUTING_FIELDS = ("ip", "asn", "fqdn")
-
-
-class Bad(Exception):
-    """A field that cannot be read: the line becomes a dead letter with this reason."""
-
-    def __init__(self, field: str, reason: str) -> None:
-        super().__init__(reason)
-        self.field, self.reason = field, reason
 
 
 # --- splitting a file into chunks -----------------------------------------------------------
@@ -312,6 +306,7 @@ class Chain:
         self.now = now
         self.taxonomy_mapping = {str(k).strip().lower(): v for k, v in options["taxonomy_mapping"].items()}
         self.default_type = options["classification_type"]
+        self.intelmq = options["format"] == FeedFormat.INTELMQ
         self.window = int(options["dedup_window"])
         self.key_fields = [f for f in options["dedup_fields"] if f in EVENT_FIELDS and f != "time"]
         self.columns = self._columns(header)
@@ -357,6 +352,8 @@ class Chain:
                 keys[name] = (str(mapping[name]),)
             else:
                 keys[name] = (name, INTELMQ_NAMES[name]) if name in INTELMQ_NAMES else (name,)
+                if self.intelmq:
+                    keys[name] += formats.INTELMQ_KEYS.get(name, ())
         keys["classification_type"] = (*keys["classification_type"], "classification")
         return keys
 
@@ -419,8 +416,13 @@ class Chain:
         self, lines: list[tuple[int, str]], outcome: Outcome
     ) -> Iterable[tuple[int, str, dict[str, Any]]]:
         """(line, raw text, field -> raw value) of each line that parses."""
-        if self.options["format"] == "csv":
+        fmt = self.options["format"]
+        if fmt == FeedFormat.CSV:
             yield from self._csv_records(lines, outcome)
+        elif fmt == FeedFormat.STIX:
+            yield from self._document_records(lines, outcome, formats.stix_values)
+        elif fmt == FeedFormat.MISP:
+            yield from self._document_records(lines, outcome, formats.misp_values)
         else:
             yield from self._json_records(lines, outcome)
 
@@ -477,6 +479,8 @@ class Chain:
             if not isinstance(data, dict):
                 outcome.reject(number, "", _("The line is not a JSON object."), text)
                 continue
+            if self.intelmq:
+                data = formats.flatten(data)
             values: dict[str, Any] = {}
             problem = ""
             for name, candidates in keys:
@@ -493,6 +497,29 @@ class Chain:
                     break
             if problem:
                 outcome.reject(number, problem, _("A text or number is expected here."), text)
+                continue
+            yield number, text, values
+
+    def _document_records(
+        self,
+        lines: list[tuple[int, str]],
+        outcome: Outcome,
+        parse: Callable[[dict[str, Any], dict[str, Any], dict[str, str]], dict[str, Any]],
+    ) -> Iterable[tuple[int, str, dict[str, Any]]]:
+        """The records of a STIX bundle or a MISP feed, one JSON object a line (``formats``)."""
+        for number, text in lines:
+            try:
+                data = orjson.loads(text)
+            except orjson.JSONDecodeError as exc:
+                outcome.reject(number, "", _("Not valid JSON: %(error)s") % {"error": str(exc)[:200]}, text)
+                continue
+            if not isinstance(data, dict):
+                outcome.reject(number, "", _("The record is not a JSON object."), text)
+                continue
+            try:
+                values = parse(data, self.options, self.taxonomy_mapping)
+            except Bad as bad:
+                outcome.reject(number, bad.field, bad.reason, text)
                 continue
             yield number, text, values
 
@@ -516,6 +543,17 @@ class Chain:
         out["time"] = self.time(raw_time) if raw_time else self.now
         out["classification_type"] = kind = self.classify(values.get("classification_type"))
         out["classification_taxonomy"] = TAXONOMY_OF[kind]
+        if self.intelmq:
+            taxonomy = str(values.get("classification_taxonomy") or "").strip().lower()
+            if taxonomy and taxonomy != TAXONOMY_OF[kind]:
+                raise Bad(
+                    "classification_taxonomy",
+                    _(
+                        "The taxonomy %(taxonomy)s does not hold the type %(type)s "
+                        "(RSIT puts it under %(rsit)s)."
+                    )
+                    % {"taxonomy": taxonomy[:60], "type": kind, "rsit": TAXONOMY_OF[kind]},
+                )
         return out
 
     def classify(self, raw: Any) -> str:
@@ -523,6 +561,8 @@ class Chain:
             return self.default_type
         text = str(raw).strip().lower()
         kind = self.taxonomy_mapping.get(text, text)
+        if kind not in TAXONOMY_OF and self.intelmq:
+            kind = formats.INTELMQ_TYPES.get(kind, kind)
         if kind not in TAXONOMY_OF:
             raise Bad(
                 "classification_type",
@@ -720,7 +760,7 @@ def process_chunk(chunk_id: int) -> str:
     now = timezone.now()
     Chunk.objects.filter(pk=chunk.pk).update(started_at=now)
     Run.objects.filter(pk=run.pk, status=RunStatus.QUEUED).update(status=RunStatus.RUNNING)
-    path = Path(run.path)
+    path = Path(run.lines_path or run.path)
     if not path.is_file():
         fail_run(run, _("The run's file is gone from the node's var folder; upload it again."))
         return f"chunk {chunk_id}: file gone"

@@ -8,10 +8,12 @@ import csv
 import hashlib
 import io
 import logging
+import time
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import orjson
 from django.conf import settings
@@ -21,12 +23,12 @@ from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from minga.core import audit
+from minga.core import audit, sealed
 from minga.core.choices import Role
 from minga.core.models import Membership, Organisation, User
 from minga.core.spreadsheet import neutralise
-from minga.pipeline import processing
-from minga.pipeline.choices import TAXONOMY_OF, FeedFormat, RunSource, RunStatus
+from minga.pipeline import formats, processing, sources
+from minga.pipeline.choices import DOCUMENT_FORMATS, TAXONOMY_OF, FeedFormat, FeedSource, RunSource, RunStatus
 from minga.pipeline.models import COUNTS, EVENT_FIELDS, FEED_TLPS, Chunk, DeadLetter, Event, Feed, Run
 
 if TYPE_CHECKING:
@@ -51,8 +53,18 @@ FEED_FIELDS = (
     "dedup_fields",
     "retention_days",
     "is_active",
+    "source",
+    "url",
+    "directory",
+    "pull_every",
 )
+
+TOKEN_PURPOSE = "pipeline.feed-token"  # noqa: S105  (a purpose, not a password)
+PULLED_SOURCES = (FeedSource.URL, FeedSource.TAXII)
+RETRY_FIRST_SECONDS = 60  # the first retry of a failed pull; each next one waits twice as long
+RETRY_MAX_SECONDS = 86_400
 MAPPABLE = (*EVENT_FIELDS, "classification")
+DOCUMENT_DEDUP_FIELDS = ("source_ip", "source_port", "source_fqdn", "source_url", "classification_type")
 MAX_EXPORT = 100_000  # events per export; narrow the filters for more
 GIVE_UP_AFTER_FAILURES = 6  # failed attempts of one chunk before its run is marked failed
 
@@ -132,19 +144,45 @@ def _validate(feed: Feed) -> None:
         errors["delimiter"] = _(
             "The delimiter and the quote character are two different characters, not line ends."
         )
+    errors |= _source_errors(feed)
     if errors:
         raise ValidationError(errors)
     feed.full_clean(exclude=["owner"])
+
+
+def _source_errors(feed: Feed) -> dict[str, str]:
+    errors: dict[str, str] = {}
+    if feed.source in PULLED_SOURCES:
+        problem = sources.check_url(feed.url) if feed.url else _("A feed pulled from a URL names its URL.")
+        if problem:
+            errors["url"] = problem
+    if feed.source == FeedSource.TAXII and feed.format != FeedFormat.STIX:
+        errors["format"] = _("A TAXII collection gives STIX objects: the feed's format is STIX 2.1.")
+    if feed.source == FeedSource.DIRECTORY:
+        problem = sources.check_directory(feed.directory)
+        if not problem and Feed.objects.filter(directory=feed.directory).exclude(pk=feed.pk).exists():
+            problem = _("Another feed watches this folder: each folder is one feed's.")
+        if problem:
+            errors["directory"] = problem
+    if not isinstance(feed.pull_every, int) or not 60 <= feed.pull_every <= 7 * 86_400:
+        errors["pull_every"] = _("Pull between every minute (60 seconds) and every week (604800).")
+    return errors
 
 
 def register_feed(actor: User | AnonymousUser | None, owner: Organisation, **fields: Any) -> Feed:
     """Register a feed that ``owner`` receives. Analysts and admins of the owner may; audited
     (``pipeline.feed_registered``)."""
     _check_manage(actor, owner)
+    token = fields.pop("token", None)
     unknown = set(fields) - set(FEED_FIELDS)
     if unknown:
         raise ValidationError({name: _("Unknown field.") for name in sorted(unknown)})
+    if fields.get("format") in (*DOCUMENT_FORMATS, FeedFormat.INTELMQ) and "dedup_fields" not in fields:
+        # Indicators name a domain or a URL as often as an address: all three in the key.
+        fields["dedup_fields"] = list(DOCUMENT_DEDUP_FIELDS)
     feed = Feed(owner=owner, **fields)
+    if token:
+        feed.credential = sealed.seal(str(token), TOKEN_PURPOSE)
     _validate(feed)
     with transaction.atomic():
         feed.save()
@@ -153,7 +191,8 @@ def register_feed(actor: User | AnonymousUser | None, owner: Organisation, **fie
             actor=actor,
             obj=feed,
             organisation=owner,
-            details={name: getattr(feed, name) for name in FEED_FIELDS if name != "description"},
+            details={name: getattr(feed, name) for name in FEED_FIELDS if name != "description"}
+            | ({"token": "set"} if token else {}),
         )
     return feed
 
@@ -162,6 +201,7 @@ def change_feed(actor: User | AnonymousUser | None, feed: Feed, **changes: Any) 
     """Change a feed's settings; runs already started keep the options they started with.
     Audited (``pipeline.feed_changed``, with the old and new values)."""
     _check_manage(actor, feed.owner_id)
+    token = changes.pop("token", None)
     unknown = set(changes) - set(FEED_FIELDS)
     if unknown:
         raise ValidationError({name: _("Unknown field.") for name in sorted(unknown)})
@@ -169,7 +209,14 @@ def change_feed(actor: User | AnonymousUser | None, feed: Feed, **changes: Any) 
     for name, value in changes.items():
         setattr(feed, name, value)
     _validate(feed)
+    if any(before[name] != getattr(feed, name) for name in ("source", "url") if name in changes):
+        # Another source: its first pull is unconditional and due now.
+        feed.etag = feed.last_modified = feed.last_error = feed.cursor = ""
+        feed.failures, feed.next_pull_at = 0, None
     changed = {name: [before[name], value] for name, value in changes.items() if before[name] != value}
+    if token is not None:  # the value is never recorded: only that it was set or cleared
+        feed.credential = sealed.seal(str(token), TOKEN_PURPOSE) if token else ""
+        changed["token"] = ["…", "set" if token else "cleared"]
     with transaction.atomic():
         feed.save()
         if changed:
@@ -183,7 +230,7 @@ def delete_feed(actor: User | AnonymousUser | None, feed: Feed) -> None:
     """Delete a feed with its runs, events and dead letters, and the runs' files. Audited
     (``pipeline.feed_deleted``, with how many events went)."""
     _check_manage(actor, feed.owner_id)
-    paths = [Path(p) for p in feed.runs.values_list("path", flat=True)]
+    paths = [Path(p) for pair in feed.runs.values_list("path", "lines_path") for p in pair if p]
     with transaction.atomic():
         events = Event.objects.filter(feed=feed).count()
         audit.record(
@@ -272,7 +319,7 @@ def _split(run: Run, chunk_lines: int) -> processing.Split:
     """Split the run's file with its options; a file that cannot be read marks the run failed,
     an empty one done."""
     try:
-        split = processing.split_file(Path(run.path), run.options, chunk_lines)
+        split = processing.split_file(_lines_file(run), run.options, chunk_lines)
         run.header = split.header
         processing.Chain(run.options, split.header, timezone.now())  # the mapping fits the header
     except ValueError as exc:
@@ -282,6 +329,24 @@ def _split(run: Run, chunk_lines: int) -> processing.Split:
         run.status, run.finished_at = RunStatus.DONE, timezone.now()
     run.chunk_count = len(split.ranges)
     return split
+
+
+def _lines_file(run: Run) -> Path:
+    """The file the chunks read: the kept file, or for a document (a STIX bundle, a MISP feed,
+    an IntelMQ JSON array) its records written out as JSON lines next to it. Raises
+    ``ValueError`` with a message when the document is not of the feed's format."""
+    if run.lines_path:
+        Path(run.lines_path).unlink(missing_ok=True)
+        run.lines_path = ""
+    raw = Path(run.path)
+    if not formats.needs_preparing(run.options["format"], raw):
+        return raw
+    target = raw.with_suffix(".lines")
+    run.lines_path = str(target)
+    run.options["encoding"] = "utf-8"  # JSON documents are UTF-8, and so are the lines written
+    prepared = formats.prepare(run.options["format"], raw, target)
+    run.message = prepared.note()
+    return target
 
 
 def _create_chunks(run: Run, split: processing.Split) -> list[Chunk]:
@@ -387,6 +452,215 @@ def resume_stalled(older_than: timedelta) -> int:
     if queued:
         logger.warning("queued %d stalled chunks again", len(queued))
     return len(queued)
+
+
+# --- sources: URLs pulled on a schedule, watched directories --------------------------------------
+
+
+def claim_due_pulls(now: datetime | None = None) -> list[int]:
+    """The active URL feeds whose next pull is due, each claimed (its next attempt moved past
+    the longest a pull may take) so that one pull of it runs however many workers look."""
+    now = now or timezone.now()
+    due = Q(next_pull_at__isnull=True) | Q(next_pull_at__lte=now)
+    lease = now + timedelta(seconds=12 * settings.MINGA_PIPELINE_PULL_TIMEOUT + 60)
+    claimed = []
+    pulled = Feed.objects.filter(due, is_active=True, source__in=PULLED_SOURCES)
+    for feed_id in pulled.values_list("pk", flat=True):
+        if Feed.objects.filter(due, pk=feed_id).update(next_pull_at=lease):
+            claimed.append(feed_id)
+    return claimed
+
+
+def remove_stale_downloads(older_than: timedelta) -> int:
+    """Delete the temporary files of pulls that a dead worker left under the runs folder."""
+    cutoff = time.time() - older_than.total_seconds()
+    removed = 0
+    for path in runs_folder().glob(".*.part"):
+        if path.name.startswith((".pull-", ".taxii-")) and path.stat().st_mtime < cutoff:
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def retry_delay(failures: int) -> timedelta:
+    """How long after its ``failures``-th failure in a row a source is tried again."""
+    return timedelta(seconds=min(RETRY_FIRST_SECONDS * 2 ** max(failures - 1, 0), RETRY_MAX_SECONDS))
+
+
+def pull_feed(feed: Feed) -> Run | None:
+    """Pull a URL feed's source now: a new body is kept as a run's file and queued like an
+    upload; "not modified" (ETag, Last-Modified) starts nothing. A failure (no answer, an error
+    status, a body too large, a run that fails on what came) is recorded on the feed with the
+    time of the next attempt, later after each failure in a row. Audited
+    (``pipeline.feed_pulled`` or ``pipeline.feed_pull_failed``)."""
+    try:
+        if feed.source == FeedSource.TAXII:
+            token = sealed.unseal(feed.credential, TOKEN_PURPOSE) if feed.credential else ""
+            if token is None:
+                raise sources.PullError(
+                    _("The feed's token no longer opens (the node's key changed): set it again.")
+                )
+            pulled = sources.taxii_pull(feed.url, token, feed.cursor, runs_folder())
+        else:
+            pulled = sources.pull(feed.url, feed.etag, feed.last_modified, runs_folder())
+    except sources.PullError as exc:
+        _pull_failed(feed, str(exc))
+        return None
+    if pulled.status == 304 or pulled.path is None:
+        _pulled(feed, None, pulled)
+        return None
+    name = Path(urlsplit(pulled.url).path).name or f"{feed.name}.pull"
+    origin = RunSource.URL
+    if feed.source == FeedSource.TAXII:
+        name, origin = f"{feed.name}-{timezone.now():%Y%m%dT%H%M%S}.json", RunSource.TAXII
+    try:
+        run = start_run(None, feed, sources.pieces(pulled.path), name, source=origin)
+    except ValidationError as exc:
+        _pull_failed(feed, " ".join(exc.messages))
+        return None
+    finally:
+        pulled.path.unlink(missing_ok=True)
+    if run.status == RunStatus.FAILED:
+        _pull_failed(
+            feed, _("Run %(run)s failed: %(reason)s") % {"run": run.uuid, "reason": run.message}, run
+        )
+    else:
+        _pulled(feed, run, pulled)
+    return run
+
+
+def _pulled(feed: Feed, run: Run | None, pulled: sources.Pulled) -> None:
+    now = timezone.now()
+    with transaction.atomic():
+        Feed.objects.filter(pk=feed.pk).update(
+            etag=pulled.etag,
+            last_modified=pulled.last_modified,
+            cursor=pulled.cursor,
+            pulled_at=now,
+            next_pull_at=now + timedelta(seconds=feed.pull_every),
+            failures=0,
+            last_error="",
+        )
+        audit.record(
+            "pipeline.feed_pulled",
+            obj=feed,
+            organisation=feed.owner,
+            details={
+                "feed": feed.name,
+                "url": pulled.url[:500],
+                "result": "new" if run is not None else "not modified",
+                **({"run": str(run.uuid), "bytes": pulled.size} if run is not None else {}),
+                **({"objects": pulled.objects, "cursor": pulled.cursor} if pulled.cursor else {}),
+            },
+        )
+    feed.refresh_from_db()
+
+
+def _pull_failed(feed: Feed, reason: str, run: Run | None = None) -> None:
+    now = timezone.now()
+    failures = feed.failures + 1
+    with transaction.atomic():
+        Feed.objects.filter(pk=feed.pk).update(
+            pulled_at=now,
+            next_pull_at=now + retry_delay(failures),
+            failures=failures,
+            last_error=reason[:2000],
+        )
+        audit.record(
+            "pipeline.feed_pull_failed",
+            obj=feed,
+            organisation=feed.owner,
+            details={
+                "feed": feed.name,
+                "url": feed.url[:500],
+                "reason": reason[:300],
+                "failures": failures,
+                "next_attempt": now + retry_delay(failures),
+                **({"run": str(run.uuid)} if run is not None else {}),
+            },
+        )
+    feed.refresh_from_db()
+    logger.warning("pull of feed %s failed (%d in a row): %s", feed.name, failures, reason)
+
+
+def watch_directories(now: float | None = None) -> dict[str, int]:
+    """Read the settled files of every active feed's watched folder: each file is claimed
+    (moved into ``processing/``, so no other worker takes it), kept as a run's file and queued,
+    then moved into ``done/`` — or into ``failed/`` beside a ``.reason.txt`` when it cannot be
+    read. A file is never read twice: it leaves the folder before its run starts, and one left in
+    ``processing/`` by a crash is read again only if no run of it exists. Returns the files read
+    per feed."""
+    now = now if now is not None else time.time()
+    settle = settings.MINGA_PIPELINE_SETTLE_SECONDS
+    stalled = settings.MINGA_PIPELINE_STALLED_SECONDS
+    read: dict[str, int] = {}
+    feeds = Feed.objects.select_related("owner").filter(is_active=True, source=FeedSource.DIRECTORY)
+    for feed in feeds:
+        try:
+            folder = sources.watched_folder(feed.directory)
+        except (sources.PullError, OSError) as exc:
+            if feed.last_error != str(exc):
+                _pull_failed(feed, str(exc))
+            continue
+        # Left in processing/ by a worker that died: read unless its run exists.
+        files = [(path, True) for path in sources.settled_files(folder / "processing", stalled, now)]
+        for path in sources.settled_files(folder, settle, now):
+            claimed = folder / "processing" / path.name
+            if claimed.exists():
+                continue  # a file of the same name is being read: this one waits its turn
+            try:
+                path.rename(claimed)
+            except FileNotFoundError:
+                continue  # another worker claimed it
+            except OSError as exc:  # not ours to move (permissions): say so, read the others
+                if feed.last_error != str(exc):
+                    _pull_failed(feed, str(exc))
+                continue
+            files.append((claimed, False))
+        for claimed, leftover in files:
+            try:
+                _read_file(feed, folder, claimed, leftover=leftover)
+            except OSError as exc:
+                _pull_failed(feed, str(exc))
+                continue
+            read[feed.name] = read.get(feed.name, 0) + 1
+    return read
+
+
+def _read_file(feed: Feed, folder: Path, claimed: Path, *, leftover: bool) -> None:
+    if leftover:
+        digest = hashlib.sha256()
+        for piece in sources.pieces(claimed):
+            digest.update(piece)
+        if Run.objects.filter(feed=feed, file_name=claimed.name[:200], sha256=digest.hexdigest()).exists():
+            _file_to(claimed, folder / "done")  # its run started before the crash
+            return
+    try:
+        run = start_run(None, feed, sources.pieces(claimed), claimed.name, source=RunSource.DIRECTORY)
+    except (ValidationError, OSError) as exc:
+        reason = " ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
+        _file_to(claimed, folder / "failed", reason)
+        return
+    if run.status == RunStatus.FAILED:
+        _file_to(
+            claimed,
+            folder / "failed",
+            _("Run %(run)s: %(reason)s") % {"run": run.uuid, "reason": run.message},
+        )
+    else:
+        _file_to(claimed, folder / "done")
+
+
+def _file_to(path: Path, folder: Path, reason: str = "") -> None:
+    stamp = timezone.now().strftime("%Y%m%dT%H%M%S")
+    target = folder / f"{stamp}-{path.name}"
+    n = 1
+    while target.exists():
+        n += 1
+        target = folder / f"{stamp}-{n}-{path.name}"
+    path.rename(target)
+    if reason:
+        target.with_name(target.name + ".reason.txt").write_text(reason + "\n", encoding="utf-8")
 
 
 # --- dead letters ------------------------------------------------------------------------------------

@@ -39,3 +39,44 @@ def purge_expired_events() -> str:
 
     purged = services.purge_expired()
     return f"purged {sum(purged.values())} events"
+
+
+@schedule.every(timedelta(minutes=1), name="pipeline.pull_sources")
+@background_task(max_attempts=1)
+def pull_sources() -> str:
+    """Queue one pull of each URL feed that is due (its schedule, or its retry after a failure)."""
+    from minga.pipeline import services
+
+    claimed = services.claim_due_pulls()
+    for feed_id in claimed:
+        pull_feed.enqueue(feed_id)
+    services.remove_stale_downloads(timedelta(hours=1))
+    return f"queued {len(claimed)} pulls"
+
+
+@background_task(max_attempts=1)
+def pull_feed(feed_id: int) -> str:
+    """Pull one URL feed (``services.pull_feed``); a failure is recorded on the feed and retried
+    on its backoff by ``pull_sources``, not by the task framework."""
+    from minga.pipeline import services
+    from minga.pipeline.choices import FeedSource
+    from minga.pipeline.models import Feed
+
+    pulled = (FeedSource.URL, FeedSource.TAXII)
+    feed = Feed.objects.select_related("owner").filter(pk=feed_id, is_active=True, source__in=pulled).first()
+    if feed is None:
+        return f"feed {feed_id}: not an active URL or TAXII feed"
+    run = services.pull_feed(feed)
+    if run is not None:
+        return f"feed {feed.name}: run {run.uuid} ({run.status})"
+    return f"feed {feed.name}: " + (f"failed: {feed.last_error}" if feed.last_error else "not modified")
+
+
+@schedule.every(timedelta(minutes=1), name="pipeline.watch_directories")
+@background_task(max_attempts=1)
+def watch_directories() -> str:
+    """Read the new, settled files of the feeds' watched folders (``services.watch_directories``)."""
+    from minga.pipeline import services
+
+    read = services.watch_directories()
+    return f"read {sum(read.values())} files"

@@ -6,3 +6,6 @@ class TaxiiConfig(AppConfig):
     name = "minga.taxii"
     label = "taxii"
     verbose_name = _("TAXII")
+
+    def ready(self) -> None:
+        from minga.taxii import tasks  # noqa: F401  (declares the periodic sync of peers)

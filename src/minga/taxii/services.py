@@ -43,7 +43,7 @@ from minga.core.models import Membership, Organisation, User
 from minga.intel import queries, stix
 from minga.intel import services as intel_services
 from minga.intel.models import UNVERSIONED, StixObject
-from minga.taxii.models import TaxiiStatus
+from minga.taxii.models import Peer, TaxiiStatus
 
 MEDIA_TAXII = "application/taxii+json;version=2.1"
 MEDIA_STIX = "application/stix+json;version=2.1"
@@ -99,6 +99,7 @@ class Collection:
     can_read: bool
     can_write: bool
     organisation: Organisation | None = None  # None: the readable collection
+    peer: Peer | None = None  # the federation collection, as this peer node sees it
 
     def as_resource(self) -> dict[str, Any]:
         return {
@@ -118,7 +119,13 @@ def inbox_id(organisation: Organisation) -> str:
 
 def collections_for(user: User) -> list[Collection]:
     """The collections ``user`` has a view of: the readable one, then one inbox per organisation
-    the user is an active member of."""
+    the user is an active member of. The account of a peer node has one view instead: the
+    federation collection (``minga.taxii.federation``)."""
+    from minga.taxii import federation
+
+    peer = federation.peer_for(user)
+    if peer is not None:
+        return [_federation(peer)]
     found = [_readable()]
     memberships = Membership.objects.filter(user_id=user.pk, is_active=True).select_related("organisation")
     for membership in memberships.order_by("organisation__name"):
@@ -152,8 +159,27 @@ def _readable() -> Collection:
     )
 
 
+def _federation(peer: Peer) -> Collection:
+    from minga.taxii import federation
+
+    return Collection(
+        federation.FEDERATION_ID,
+        _("Federation"),
+        _(
+            "What this node's distribution rule lets it send to your node, with provenance; "
+            "objects posted here are stored with the provenance they carry."
+        ),
+        "federation",
+        can_read=True,
+        can_write=True,
+        peer=peer,
+    )
+
+
 def get_collection(user: User, collection_id: str) -> Collection:
-    if collection_id.lower() == READABLE_ID:  # everyone's: no need to look at memberships
+    from minga.taxii import federation
+
+    if collection_id.lower() == READABLE_ID and federation.peer_for(user) is None:
         return _readable()
     for collection in collections_for(user):
         if collection.id == collection_id.lower():
@@ -212,7 +238,7 @@ def parse_filters(query: QueryDict, *, default_version: str = "last") -> Filters
     return filters
 
 
-def _encode_next(date_added: datetime, pk: int) -> str:
+def encode_next(date_added: datetime, pk: int) -> str:
     micros = int(date_added.timestamp() * 1_000_000)
     return base64.urlsafe_b64encode(f"{micros}.{pk}".encode()).decode().rstrip("=")
 
@@ -240,6 +266,10 @@ def readable_objects(user: User, collection: Collection) -> QuerySet[StixObject]
     """Every version in ``collection`` that ``user`` may read: the start of every read path."""
     if not collection.can_read:
         raise TaxiiError(403, _("Not readable"), _("You may not read this collection."))
+    if collection.peer is not None:
+        from minga.taxii import federation
+
+        return federation.distributable(collection.peer)
     objects = queries.visible(user).select_related(None)
     if collection.organisation is not None:
         objects = objects.filter(origin_organisation=collection.organisation)
@@ -331,7 +361,7 @@ def page(objects: QuerySet[StixObject], filters: Filters, *columns: str, dated: 
             StixObject.objects.filter(pk__in={rows[0][0], rows[-1][0]}).values_list("pk", "date_added")
         )
         first, last = added[rows[0][0]], added[rows[-1][0]]
-    token = _encode_next(last, rows[-1][0]) if more else ""
+    token = encode_next(last, rows[-1][0]) if more else ""
     return Page(rows, more, token, first, last)
 
 
@@ -472,11 +502,8 @@ def get_status(user: User, status_id: str) -> TaxiiStatus:
     except ValueError:
         key = None
     reader = access.reader_for(user)
-    status = (
-        TaxiiStatus.objects.filter(uuid=key, organisation_id__in=reader.organisation_ids).first()
-        if key is not None
-        else None
-    )
+    mine = Q(organisation_id__in=reader.organisation_ids) | Q(peer__account_id=user.pk, peer__is_active=True)
+    status = TaxiiStatus.objects.filter(mine, uuid=key).first() if key is not None else None
     if status is None:
         raise TaxiiError(404, _("Status not found"), _("No status with this id is open to you."))
     return status

@@ -25,7 +25,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from minga.core import tokens
 from minga.core.models import User
-from minga.taxii import services
+from minga.taxii import federation, services
 from minga.taxii.services import MEDIA_STIX, MEDIA_TAXII, TaxiiError
 
 READ_CHUNK = 64 * 1024
@@ -233,8 +233,16 @@ def objects(request: HttpRequest, user: User, media_type: str, collection_id: st
         if media_type != MEDIA_TAXII:  # the answer is a status resource, a TAXII type only
             raise TaxiiError(406, _("Not acceptable"), _("This answer is %(type)s.") % {"type": MEDIA_TAXII})
         with _read_body(request) as body:
-            status = services.add_objects(user, found, body)
+            if found.peer is not None:
+                status = federation.receive_envelope(found.peer, body)
+            else:
+                status = services.add_objects(user, found, body)
         return respond(services.status_resource(status), MEDIA_TAXII, status=202)
+    if found.peer is not None:
+        filters = services.parse_filters(request.GET, default_version="all")
+        result, emitted = federation.emitted_page(found.peer, federation.served(found.peer, filters), filters)
+        envelope = federation.envelope_bytes(result, emitted, with_next=True)
+        return _added_headers(HttpResponse(envelope, content_type=media_type), result)
     page = services.get_objects(user, found, services.parse_filters(request.GET))
     return _envelope(page, media_type)
 

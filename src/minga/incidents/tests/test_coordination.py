@@ -134,8 +134,8 @@ def test_the_periodic_sweep_restarts_stalled_deliveries(open_incident, network):
     incident = open_incident()
     services.add_participant(network.ana, incident, network.cl)
     mail = Notification.objects.get(channel=Channel.EMAIL)
-    assert tasks.retry_notifications.call() == "queued 0 pending e-mail notification(s) again"
+    assert tasks.retry_notifications.call() == "queued 0 pending e-mail or webhook notification(s) again"
     Notification.objects.filter(pk=mail.pk).update(updated_at=timezone.now() - timedelta(hours=7))
     before = DBTaskResult.objects.filter(task_path__endswith="deliver_notification").count()
-    assert tasks.retry_notifications.call() == "queued 1 pending e-mail notification(s) again"
+    assert tasks.retry_notifications.call() == "queued 1 pending e-mail or webhook notification(s) again"
     assert DBTaskResult.objects.filter(task_path__endswith="deliver_notification").count() == before + 1

@@ -19,7 +19,7 @@ from minga.intel.tests.bundles import indicator, sco, stream
 pytestmark = pytest.mark.django_db
 
 V2 = "2026-02-01T00:00:00.000Z"
-BACKFILL = importlib.import_module("minga.intel.migrations.0005_unrivalled").BACKFILL
+BACKFILL = importlib.import_module("minga.intel.migrations.0006_unrivalled").BACKFILL
 
 
 def _flags(*stix_ids: str) -> dict[tuple[str, str, str], bool | None]:

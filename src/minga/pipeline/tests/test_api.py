@@ -217,3 +217,74 @@ def test_rerun_through_the_api_is_the_owners(world, django_capture_on_commit_cal
 
     services.run_inline(run)
     assert Event.objects.filter(run=run).count() == 3
+
+
+def test_a_stix_feed_registered_and_a_bundle_uploaded_through_the_api(
+    world, django_capture_on_commit_callbacks
+):
+    client = Client()
+    body = {"name": "stix-in", "owner": "hub", "format": "stix", "classification_type": "c2-server"}
+    created = client.post(f"{API}/feeds", body, content_type="application/json", headers=world["hub"])
+    assert created.status_code == 201 and created.json()["format"] == "stix"
+    assert "source_url" in created.json()["dedup_fields"]
+    bundle = {
+        "type": "bundle",
+        "id": "bundle--00000000-0000-4000-8000-000000000000",
+        "objects": [
+            {
+                "type": "domain-name",
+                "id": "domain-name--00000000-0000-4000-8000-000000000001",
+                "value": "x.example",
+            },
+            {"type": "file", "id": "file--00000000-0000-4000-8000-000000000001", "name": "a.exe"},
+        ],
+    }
+    with django_capture_on_commit_callbacks(execute=True):
+        uploaded = client.post(
+            f"{API}/feeds/stix-in/runs?file_name=b.json",
+            json.dumps(bundle),
+            content_type="application/json",
+            headers=world["hub"],
+        )
+    assert uploaded.status_code == 201, uploaded.content
+    from minga.pipeline import services
+    from minga.pipeline.models import Run
+
+    run = services.run_inline(Run.objects.get(feed__name="stix-in"))
+    assert (run.read, run.parsed, run.invalid) == (2, 1, 1)
+    letters = client.get(f"{API}/runs/{run.uuid}/dead-letters", headers=world["hub"]).json()
+    assert letters["items"][0]["field"] == "type" and "file" in letters["items"][0]["reason"]
+    assert client.get(f"{API}/runs/{run.uuid}/dead-letters", headers=world["team"]).status_code == 404
+    garbage = client.post(
+        f"{API}/feeds/stix-in/runs", b"\x00\x01garbage", content_type="application/json", headers=world["hub"]
+    )
+    assert garbage.status_code == 201 and garbage.json()["status"] == "failed"
+    assert "not valid JSON" in garbage.json()["message"]
+
+
+def test_a_taxii_feed_token_is_write_only(world):
+    client = Client()
+    body = {
+        "name": "peer-feed",
+        "owner": "hub",
+        "format": "stix",
+        "source": "taxii",
+        "url": "https://taxii.example/api1/collections/c1/",
+        "token": "very-secret",
+    }
+    created = client.post(f"{API}/feeds", body, content_type="application/json", headers=world["hub"])
+    assert created.status_code == 201, created.content
+    assert created.json()["has_token"] is True and "very-secret" not in created.content.decode()
+    shown = client.get(f"{API}/feeds/peer-feed", headers=world["hub"])
+    assert shown.json()["source"] == "taxii" and "very-secret" not in shown.content.decode()
+    assert client.get(f"{API}/feeds/peer-feed", headers=world["team"]).status_code == 404
+    entry = AuditEntry.objects.filter(action="pipeline.feed_registered").latest("pk")
+    assert entry.details["token"] == "set" and "very-secret" not in json.dumps(entry.details)
+    cleared = client.patch(
+        f"{API}/feeds/peer-feed", {"token": ""}, content_type="application/json", headers=world["hub"]
+    )
+    assert cleared.json()["has_token"] is False
+    wrong = client.patch(
+        f"{API}/feeds/peer-feed", {"format": "csv"}, content_type="application/json", headers=world["hub"]
+    )
+    assert wrong.status_code == 400 and "TAXII collection gives STIX objects" in wrong.content.decode()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 import pytest
 from django.core.management import call_command
@@ -122,3 +123,38 @@ def test_a_run_is_processed_again_after_the_mapping_is_fixed(make_org, tmp_path)
     assert entry.details["before"]["routed"] == 2
     with pytest.raises(CommandError, match="No run"):
         _call("feed", "rerun", "not-a-uuid")
+
+
+def test_an_operator_registers_a_url_feed_and_pulls_it(make_org, settings):
+    import threading
+    from http.server import ThreadingHTTPServer
+
+    from minga.pipeline.tests.test_sources import FEED_BODY, Source
+
+    settings.MINGA_PIPELINE_PULL_PRIVATE = True
+    Source.requests = []
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Source)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{httpd.server_address[1]}"
+    try:
+        make_org("hub")
+        _call(
+            "feed", "add", "remote", "--owner", "hub", "--source", "url", "--url", f"{base}/feed.csv",
+            "--pull-every", "900", "--map", "source_ip=ip", "--map", "time=timestamp",
+        )  # fmt: skip
+        shown = json.loads(_call("feed", "show", "remote")[0])
+        assert (shown["source"], shown["url"], shown["pull_every"]) == ("url", f"{base}/feed.csv", 900)
+        out, _ = _call("feed", "pull", "remote")
+        assert "done; read 2, parsed 2, invalid 0" in out
+        assert Path(Run.objects.get().path).read_bytes() == FEED_BODY
+        out, _ = _call("feed", "pull", "remote")
+        assert "not modified" in out
+        _call("feed", "change", "remote", "--url", f"{base}/error")
+        with pytest.raises(CommandError, match="answered 500"):
+            _call("feed", "pull", "remote")
+        with pytest.raises(CommandError, match="not pulled from a URL"):
+            _call("feed", "add", "local", "--owner", "hub")
+            _call("feed", "pull", "local")
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

@@ -149,3 +149,43 @@ def test_an_analyst_registers_a_feed_uploads_a_file_and_reprocesses(
     assert Event.objects.filter(feed=feed).count() == 1  # "not a url" is still not a domain
     run.refresh_from_db()
     assert run.invalid == 1
+
+
+def test_a_feed_pulled_from_a_url_is_registered_on_its_page_with_its_pull_state(world):
+    client = world["hub"]
+    owner = Feed.objects.get(name="scan-report").owner_id
+    base = {
+        "name": "remote",
+        "owner": owner,
+        "format": "stix",
+        "encoding": "utf-8",
+        "delimiter": ",",
+        "quotechar": '"',
+        "default_tlp": "amber",
+        "classification_type": "c2-server",
+        "dedup_window": "86400",
+        "dedup_key": "source_ip, source_fqdn, source_url",
+        "retention_days": "90",
+        "is_active": "on",
+        "source": "url",
+        "pull_every": "600",
+    }
+    refused = client.post("/pipeline/feeds/new/", {**base, "url": "ftp://feeds.example/x.json"})
+    assert refused.status_code == 200 and "http:// or https://" in refused.content.decode()
+    response = client.post("/pipeline/feeds/new/", {**base, "url": "https://feeds.example/c2.json"})
+    assert response.status_code == 302, response.content.decode()[-2000:]
+    feed = Feed.objects.get(name="remote")
+    assert (feed.format, feed.source, feed.url, feed.pull_every) == (
+        "stix",
+        "url",
+        "https://feeds.example/c2.json",
+        600,
+    )
+    Feed.objects.filter(pk=feed.pk).update(
+        last_error="https://feeds.example/c2.json answered 500", failures=2
+    )
+    page = client.get("/pipeline/feeds/remote/").content.decode()
+    assert (
+        "answered 500" in page and "2 failures in a row" in page and "https://feeds.example/c2.json" in page
+    )
+    assert world["outsider"].get("/pipeline/feeds/remote/").status_code == 404

@@ -7,7 +7,7 @@ from django.db.models import Count
 
 from minga.core.models import Organisation
 from minga.pipeline import services
-from minga.pipeline.choices import TAXONOMY_OF, Encoding, FeedFormat
+from minga.pipeline.choices import TAXONOMY_OF, Encoding, FeedFormat, FeedSource, RunStatus
 from minga.pipeline.models import COUNTS, EVENT_FIELDS, FEED_TLPS, Feed, Run
 
 
@@ -59,6 +59,21 @@ class Command(BaseCommand):
                 "--dedup-key", metavar="FIELD,FIELD", help="the fields of the de-duplication key"
             )
             sub.add_argument("--retention-days", type=int, metavar="DAYS")
+            sub.add_argument(
+                "--source", choices=FeedSource.values, help="upload (default), url, directory or taxii"
+            )
+            sub.add_argument(
+                "--url", help="with --source url: the URL pulled; with --source taxii: the collection's URL"
+            )
+            sub.add_argument(
+                "--token", help="with --source taxii: the collection's bearer token ('' clears it)"
+            )
+            sub.add_argument(
+                "--directory", help="with --source directory: a folder under MINGA_PIPELINE_INBOX"
+            )
+            sub.add_argument(
+                "--pull-every", type=int, metavar="SECONDS", help="between two pulls (default 3600)"
+            )
         actions.add_parser("list", help="list the feeds")
         show = actions.add_parser("show", help="a feed's settings and latest runs, as JSON")
         show.add_argument("name")
@@ -72,6 +87,10 @@ class Command(BaseCommand):
         rerun.add_argument("run", help="the run's id (a UUID)")
         rerun.add_argument("--queue", action="store_true", help="queue the chunks for the workers")
         actions.add_parser("purge", help="delete the events older than their feed's retention now")
+        pull = actions.add_parser("pull", help="pull a URL feed now (and process the run here)")
+        pull.add_argument("name")
+        pull.add_argument("--queue", action="store_true", help="leave the chunks to the workers")
+        actions.add_parser("watch", help="read the settled files of the watched directories now")
 
     def handle(self, *args: Any, action: str, **options: Any) -> None:
         getattr(self, f"_{action}")(options)
@@ -86,6 +105,11 @@ class Command(BaseCommand):
             "type": "classification_type",
             "dedup_window": "dedup_window",
             "retention_days": "retention_days",
+            "source": "source",
+            "url": "url",
+            "directory": "directory",
+            "pull_every": "pull_every",
+            "token": "token",
         }
         for option, name in simple.items():
             if options.get(option) is not None:
@@ -157,6 +181,15 @@ class Command(BaseCommand):
         ]
         document = {"name": feed.name, "owner": feed.owner.short_name, **feed.options(), "runs": runs}
         document |= {"default_tlp": feed.default_tlp, "retention_days": feed.retention_days}
+        document |= {"source": feed.source, "url": feed.url, "directory": feed.directory}
+        if feed.source in (FeedSource.URL, FeedSource.TAXII):
+            document |= {
+                "pull_every": feed.pull_every,
+                "pulled_at": feed.pulled_at.isoformat() if feed.pulled_at else None,
+                "next_pull_at": feed.next_pull_at.isoformat() if feed.next_pull_at else None,
+                "failures": feed.failures,
+                "last_error": feed.last_error,
+            }
         self.stdout.write(json.dumps(document, indent=2, ensure_ascii=False))
 
     def _reprocess(self, options: dict[str, Any]) -> None:
@@ -179,6 +212,36 @@ class Command(BaseCommand):
             self.style.SUCCESS(
                 f"run {run.uuid}: {run.status}; read {run.read}, parsed {run.parsed}, invalid {run.invalid}, "
                 f"duplicates {run.duplicates}, routed {run.routed}, unrouted {run.unrouted}"
+            )
+        )
+
+    def _pull(self, options: dict[str, Any]) -> None:
+        feed = self._feed(options["name"])
+        if feed.source not in (FeedSource.URL, FeedSource.TAXII):
+            raise CommandError(
+                f"The feed {feed.name} is not pulled from a URL (its source is {feed.source})."
+            )
+        run = services.pull_feed(feed)
+        if run is None:
+            if feed.last_error:
+                raise CommandError(
+                    f"pull failed: {feed.last_error} (next attempt {feed.next_pull_at:%Y-%m-%d %H:%M})"
+                )
+            self.stdout.write(self.style.SUCCESS(f"feed {feed.name}: not modified since the last pull"))
+            return
+        if not options["queue"] and run.status != RunStatus.FAILED:
+            run = services.run_inline(run)
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"run {run.uuid}: {run.status}; read {run.read}, parsed {run.parsed}, invalid {run.invalid}"
+            )
+        )
+
+    def _watch(self, options: dict[str, Any]) -> None:
+        read = services.watch_directories()
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"read {sum(read.values())} files" + "".join(f"\n  {k}: {v}" for k, v in read.items())
             )
         )
 

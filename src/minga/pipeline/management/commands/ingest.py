@@ -13,7 +13,9 @@ class Command(BaseCommand):
     help = "Ingest a file of a feed: keep it, split it into chunks, process them (here, or on the workers)."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("file", help="a CSV or JSON-lines file in the feed's format")
+        parser.add_argument(
+            "file", help="a file in the feed's format (CSV, JSON lines, IntelMQ, STIX 2.1 bundle, MISP)"
+        )
         parser.add_argument("--feed", required=True, help="the feed's name (see `minga feed list`)")
         parser.add_argument(
             "--queue",

@@ -17,7 +17,7 @@ UPDATE intel_stixobject SET unrivalled = NOT EXISTS (
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("intel", "0004_versions_per_origin"),
+        ("intel", "0005_provenance"),
     ]
 
     operations = [
