@@ -294,9 +294,11 @@ def _store_chunk(
     result.merge(outcome)
 
 
-# Held by each chunk's transaction on PostgreSQL (SQLite's IMMEDIATE transactions are one at a
-# time already): another organisation's import of the same ids cannot slip between the look-up
-# of the ids' holders and the write, so ``StixObject.unrivalled`` is never wrongly true.
+# Held by each chunk's transaction, and by deletions, on PostgreSQL (SQLite's IMMEDIATE
+# transactions are one at a time already): another organisation's import of the same ids cannot
+# slip between the look-up of the ids' holders and the write, nor a deletion between the look-up
+# of an id's latest version and the write of a newer one, so ``StixObject.unrivalled`` is never
+# wrongly true.
 CHUNK_WRITE_LOCK = 0x6D696E6761  # "minga"
 
 
@@ -634,6 +636,9 @@ def delete_versions(
             % {"organisation": organisation.name}
         )
     with transaction.atomic():
+        # Like a chunk of an import: one latest version per id and organisation holds for
+        # ``StixObject.unrivalled`` only if the two never interleave.
+        _serialise_chunk_writes()
         rows = list(
             versions.select_related(None).values_list("pk", "stix_id", "modified", "origin_organisation")
         )
