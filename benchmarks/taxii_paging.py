@@ -22,11 +22,13 @@ with its own runner. The client is taxii2-client, as a team's tooling would use 
         python benchmarks/taxii_paging.py                        # creates, then drops, that database
     python benchmarks/taxii_paging.py --objects 100000 --compare-objects 2000
     python benchmarks/taxii_paging.py --no-compare               # Minga alone
+    python benchmarks/taxii_paging.py --no-compare --reuse /tmp/bench-1m   # keep the store
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import itertools
 import json
@@ -248,11 +250,25 @@ def _postgres(url: str, action: str) -> None:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
-def minga_phase(total: int) -> dict[str, Any]:
+def _postgres_exists(url: str) -> bool:
+    import psycopg
+
+    admin, name = _admin_url(url)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone() is not None
+
+
+def minga_phase(total: int, reuse: str = "") -> dict[str, Any]:
     """Run in a child process (Django is set up once per process): a fresh database with
-    ``total`` objects, a Minga server on it, the measurements."""
-    with tempfile.TemporaryDirectory(prefix="minga-taxii-bench-") as folder:
-        scratch = Path(folder)
+    ``total`` objects, a Minga server on it, the measurements. With ``reuse`` (a folder), the
+    database is kept there (SQLite) or kept (PostgreSQL) and imported into only when it does
+    not hold the objects yet: the next run migrates it and measures again."""
+    with contextlib.ExitStack() as stack:
+        if reuse:
+            scratch = Path(reuse).resolve()
+            scratch.mkdir(parents=True, exist_ok=True)
+        else:
+            scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="minga-taxii-bench-")))
         url = os.environ.get("MINGA_DATABASE_URL", "").strip() or f"sqlite:///{scratch / 'bench.sqlite3'}"
         env = {
             "MINGA_DATABASE_URL": url,
@@ -266,12 +282,13 @@ def minga_phase(total: int) -> dict[str, Any]:
         }
         os.environ.update(env)
         os.environ["DJANGO_SETTINGS_MODULE"] = "minga.settings"
-        if url.startswith(("postgres://", "postgresql://")):
+        postgres = url.startswith(("postgres://", "postgresql://"))
+        if postgres and not (reuse and _postgres_exists(url)):
             _postgres(url, "create")
         try:
             return _minga_run(total, env)
         finally:
-            if url.startswith(("postgres://", "postgresql://")):
+            if postgres and not reuse:
                 from django.db import connections
 
                 connections.close_all()
@@ -287,23 +304,24 @@ def _minga_run(total: int, env: dict[str, str]) -> dict[str, Any]:
     call_command("migrate", verbosity=0)
     from minga.core import services as core_services
     from minga.core.choices import TLP
+    from minga.core.models import Organisation, User
     from minga.intel import services as intel_services
     from minga.intel.models import StixObject
 
-    source = core_services.create_organisation(None, name="Benchmark CSIRT", short_name="bench-source")
-    partner = core_services.create_organisation(None, name="Partner", short_name="bench-partner")
-    reader_org = core_services.create_organisation(None, name="Reader CSIRT", short_name="bench-reader")
-    reader = core_services.create_user(
-        None,
-        username="bench-reader",
-        email="reader@bench.example",
-        password="benchmark reader password 2026",  # noqa: S106
-        organisation=reader_org,
-    )
-    token = core_services.create_api_token(None, reader, name="benchmark").raw
+    reader = User.objects.filter(username="bench-reader").first()
+    if reader is not None and StixObject.objects.count() >= total:  # a kept database (--reuse)
+        token = core_services.create_api_token(None, reader, name="benchmark").raw
+        total = StixObject.objects.count()
+        generated: Iterator[dict[str, Any]] = iter(())
+    else:
+        if reader is not None:
+            raise SystemExit("the kept database holds fewer objects than asked: remove it first")
+        token, generated = _minga_setup(), objects(total)
+    source = Organisation.objects.get(short_name="bench-source")
+    partner = Organisation.objects.get(short_name="bench-partner")
 
     # Envelopes of up to 5,000 (one chunk of the import each): date_added moves on between them.
-    started, stored, generated = time.perf_counter(), 0, objects(total)
+    started, stored = time.perf_counter(), 0
     # Small stores get smaller envelopes, so that added_after has a hundred points to fall between.
     envelope = max(100, min(ENVELOPE, total // 100))
     while batch := list(itertools.islice(generated, envelope)):
@@ -351,8 +369,25 @@ def _minga_run(total: int, env: dict[str, str]) -> dict[str, Any]:
         figures = measure(readable, added, random.Random(7))
     finally:
         _stop(server)
-    figures |= {"stored": stored, "import_s": import_s}
+    figures |= {"stored": stored or total, "import_s": import_s, "reused": not stored}
     return figures
+
+
+def _minga_setup() -> str:
+    """The organisations of a fresh database and the reader; the reader's API token."""
+    from minga.core import services as core_services
+
+    core_services.create_organisation(None, name="Benchmark CSIRT", short_name="bench-source")
+    core_services.create_organisation(None, name="Partner", short_name="bench-partner")
+    reader_org = core_services.create_organisation(None, name="Reader CSIRT", short_name="bench-reader")
+    reader = core_services.create_user(
+        None,
+        username="bench-reader",
+        email="reader@bench.example",
+        password="benchmark reader password 2026",  # noqa: S106
+        organisation=reader_org,
+    )
+    return core_services.create_api_token(None, reader, name="benchmark").raw
 
 
 def _stamp(when: datetime) -> str:
@@ -455,9 +490,10 @@ def medallion_phase(total: int, folder: Path, requests: int) -> dict[str, Any]:
 # --- the report ----------------------------------------------------------------------------------
 
 
-def _child(phase: str, total: int, requests: int = FILTERED_REQUESTS) -> dict[str, Any]:
+def _child(phase: str, total: int, requests: int = FILTERED_REQUESTS, reuse: str = "") -> dict[str, Any]:
     output = subprocess.run(  # noqa: S603
-        [sys.executable, __file__, "--phase", phase, "--objects", str(total), "--requests", str(requests)],
+        [sys.executable, __file__, "--phase", phase, "--objects", str(total), "--requests", str(requests)]
+        + (["--reuse", reuse] if reuse else []),
         check=True,
         stdout=subprocess.PIPE,
         text=True,
@@ -488,11 +524,19 @@ def main() -> None:
         default=10,
         help="filtered GETs sent to medallion (each costs it seconds at 10,000 objects)",
     )
+    parser.add_argument(
+        "--reuse",
+        metavar="FOLDER",
+        default="",
+        help="keep the large store between runs: the SQLite database in FOLDER (created when "
+        "missing), or the PostgreSQL database of MINGA_DATABASE_URL, not dropped; a kept store "
+        "is migrated and measured, not imported again",
+    )
     parser.add_argument("--requests", type=int, default=FILTERED_REQUESTS, help=argparse.SUPPRESS)
     parser.add_argument("--phase", choices=["minga", "medallion"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.phase == "minga":
-        print(json.dumps(minga_phase(args.objects)))
+        print(json.dumps(minga_phase(args.objects, args.reuse)))
         return
     if args.phase == "medallion":
         with tempfile.TemporaryDirectory(prefix="minga-medallion-bench-") as folder:
@@ -500,11 +544,14 @@ def main() -> None:
         return
 
     database = "PostgreSQL" if os.environ.get("MINGA_DATABASE_URL", "").startswith("postgres") else "SQLite"
-    big = _child("minga", args.objects)
-    print(
-        f"{database}: imported {big['stored']:,} objects in {big['import_s']:.0f} s "
-        f"({big['stored'] / big['import_s']:,.0f} objects/s)"
-    )
+    big = _child("minga", args.objects, reuse=args.reuse)
+    if big["reused"]:
+        print(f"{database}: the {big['stored']:,} objects kept in {args.reuse}")
+    else:
+        print(
+            f"{database}: imported {big['stored']:,} objects in {big['import_s']:.0f} s "
+            f"({big['stored'] / big['import_s']:,.0f} objects/s)"
+        )
     print(_line(f"Minga, {args.objects:,}", big))
     paging_ok = "meets" if big["paging_rate"] >= PAGING_TARGET else "below"
     filtered_ok = "meets" if big["filtered_p95"] < FILTERED_TARGET_MS else "above"

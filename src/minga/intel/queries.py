@@ -49,8 +49,9 @@ def outranked(user: Reader, candidates: QuerySet[StixObject], *, same: Sequence[
     organisations' copy; then the copy stored first. Excluding it leaves one row per value of
     ``same``, chosen among rows the reader may read only, so the choice reveals nothing.
 
-    A correlated NOT EXISTS on the rows of the same id (an index look-up): where an id has one
-    holder, it finds nothing but the row itself."""
+    A correlated NOT EXISTS on the rows of the same id (an index look-up), asked only of rows
+    the import could not flag ``unrivalled``: a row no other row competes with is never
+    outranked, and at a million rows the look-up per row cost more than the rest of a page."""
     rivals = candidates.order_by().filter(**{name: OuterRef(name) for name in same})
     first = Q(pk__lt=OuterRef("pk"))
     newer: list[Q] = []
@@ -59,13 +60,14 @@ def outranked(user: Reader, candidates: QuerySet[StixObject], *, same: Sequence[
         lookup = "modified__gt" if order == "newest" else "modified__lt"
         newer = [Q(**{lookup: OuterRef("modified")})]
         tie = Q(modified=OuterRef("modified"))
+    rivalled = ~Q(unrivalled=True)  # first, so that neither database looks further
     organisation_ids = sorted(access.reader_for(user).organisation_ids)
     if not organisation_ids:
-        return Q(Exists(rivals.filter(_any(*newer, tie & first))))
+        return rivalled & Q(Exists(rivals.filter(_any(*newer, tie & first))))
     own = Q(origin_organisation_id__in=organisation_ids)
     above_own = rivals.filter(_any(*newer, tie & own & first))
     above_other = rivals.filter(_any(*newer, tie & own, tie & ~own & first))
-    return (own & Q(Exists(above_own))) | (~own & Q(Exists(above_other)))
+    return rivalled & ((own & Q(Exists(above_own))) | (~own & Q(Exists(above_other))))
 
 
 def _any(*conditions: Q) -> Q:

@@ -23,7 +23,7 @@ import ijson
 import orjson
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -278,10 +278,10 @@ def _store_chunk(
     result: ImportResult,
     provenance: Provenance = LOCAL,
 ) -> None:
-    """Write one chunk of valid objects in one transaction, with no per-object query. Another
-    import in the name of the same organisation may store some of the same versions between the
-    look-up and the write: the chunk is then looked at again, and those versions count as
-    already stored."""
+    """Write one chunk of valid objects in one transaction, with no per-object query. Chunks are
+    written one at a time (``_serialise_chunk_writes``), so the look-up of the stored versions
+    and the write see the same store; should a version still be stored meanwhile, the chunk is
+    looked at again, and those versions count as already stored."""
     for attempt in (1, 2):
         outcome = result.tracked()
         try:
@@ -294,7 +294,34 @@ def _store_chunk(
     result.merge(outcome)
 
 
+# Held by each chunk's transaction, and by deletions, on PostgreSQL (SQLite's IMMEDIATE
+# transactions are one at a time already): another organisation's import of the same ids cannot
+# slip between the look-up of the ids' holders and the write, nor a deletion between the look-up
+# of an id's latest version and the write of a newer one, so ``StixObject.unrivalled`` is never
+# wrongly true.
+CHUNK_WRITE_LOCK = 0x6D696E6761  # "minga"
+
+
+def _serialise_chunk_writes() -> None:
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [CHUNK_WRITE_LOCK])
+
+
 def _write_chunk(
+    candidates: list[_Candidate],
+    organisation: Organisation,
+    recipients: Sequence[Organisation],
+    recipient_users: Sequence[User],
+    result: ImportResult,
+    provenance: Provenance,
+) -> None:
+    with transaction.atomic():
+        _serialise_chunk_writes()
+        _write_chunk_locked(candidates, organisation, recipients, recipient_users, result, provenance)
+
+
+def _write_chunk_locked(
     candidates: list[_Candidate],
     organisation: Organisation,
     recipients: Sequence[Organisation],
@@ -305,18 +332,21 @@ def _write_chunk(
     ids = list({c.stix_id for c in candidates})
     existing: set[tuple[str, datetime]] = set()
     latest: dict[str, tuple[datetime, bool, int | None]] = {}  # stix_id -> (modified, revoked, pk)
+    held_elsewhere: set[str] = set()  # ids another organisation holds: their rows are rivals
     # The organisation's own versions only: another's copy of an id neither makes a version a
     # replay, nor blocks it by a revocation, nor loses its latest flag, and so the counts and
     # the reasons of this import say nothing about what other organisations hold.
     versions = bulk.select_in(
         StixObject,
-        ("stix_id", "modified", "is_latest", "revoked", "id"),
+        ("stix_id", "modified", "is_latest", "revoked", "id", "origin_organisation"),
         "stix_id",
         ids,
-        where={"origin_organisation": organisation.pk},
     )
     flagged: list[tuple[str, datetime, int]] = []  # own rows flagged latest: one per id, bar races
-    for stix_id, modified, is_latest, revoked, pk in versions:
+    for stix_id, modified, is_latest, revoked, pk, origin in versions:
+        if origin != organisation.pk:
+            held_elsewhere.add(stix_id)
+            continue
         existing.add((stix_id, modified))
         if is_latest:
             flagged.append((stix_id, modified, pk))
@@ -367,6 +397,7 @@ def _write_chunk(
                 now,
                 obj.get("revoked") is True,
                 latest[c.stix_id][0] == c.modified,
+                c.stix_id not in held_elsewhere,
                 _label(obj),
                 obj["sighting_of_ref"] if is_sighting else "",
                 obj.get("count", 1) if is_sighting else None,
@@ -379,13 +410,16 @@ def _write_chunk(
         )
     # The organisation's stored versions that a fresh one supersedes stop being its latest.
     superseded = [pk for stix_id, modified, pk in flagged if latest[stix_id][0] != modified]
-    with transaction.atomic():
-        for batch in _batched(superseded):
-            StixObject.objects.filter(pk__in=batch).update(is_latest=False)
-        pks = bulk.insert_returning_ids(StixObject, OBJECT_COLUMNS, rows)
-        stored = [(pk, row[4], c) for pk, row, c in zip(pks, rows, fresh, strict=True)]
-        _link_recipients(stored, recipients, recipient_users)
-        _index_observables(stored)
+    for batch in _batched(superseded):
+        StixObject.objects.filter(pk__in=batch).update(is_latest=False)
+    # Another organisation's rows of an id this one now stores too have a rival from now on.
+    rivalled = sorted({c.stix_id for c in fresh} & held_elsewhere)
+    for batch in _batched(rivalled):
+        StixObject.objects.filter(stix_id__in=batch, unrivalled=True).update(unrivalled=False)
+    pks = bulk.insert_returning_ids(StixObject, OBJECT_COLUMNS, rows)
+    stored = [(pk, row[4], c) for pk, row, c in zip(pks, rows, fresh, strict=True)]
+    _link_recipients(stored, recipients, recipient_users)
+    _index_observables(stored)
     result.accepted += len(rows)
     if result.stored is not None:
         result.stored.extend(StoredVersion(c.index, c.stix_id, c.modified, fresh=True) for c in fresh)
@@ -406,6 +440,7 @@ OBJECT_COLUMNS = (
     "date_added",
     "revoked",
     "is_latest",
+    "unrivalled",
     "label",
     "sighting_of_ref",
     "sighting_count",
@@ -601,6 +636,9 @@ def delete_versions(
             % {"organisation": organisation.name}
         )
     with transaction.atomic():
+        # Like a chunk of an import: one latest version per id and organisation holds for
+        # ``StixObject.unrivalled`` only if the two never interleave.
+        _serialise_chunk_writes()
         rows = list(
             versions.select_related(None).values_list("pk", "stix_id", "modified", "origin_organisation")
         )

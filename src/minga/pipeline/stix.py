@@ -206,7 +206,7 @@ def page(
     user: User, organisation: Organisation, filters: Filters, *, stix_id: str = "", kind: str = "objects"
 ) -> Page:
     """A page of the collection, in the shape ``minga.taxii.services`` answers with: for
-    ``objects`` rows of (event id, date added, TLP, JSON), for ``manifest`` (event id, date
+    ``objects`` rows of (event id, TLP, JSON), for ``manifest`` (event id, date
     added, STIX id, version, spec version), for ``versions`` (event id, date added, version).
     Reading objects is audited (``taxii.objects_read``) as for any collection."""
     from minga.intel.models import UNVERSIONED
@@ -215,6 +215,7 @@ def page(
     events = _selected(user, organisation, filters, stix_id)
     fetched = list(events.values(*COLUMNS)[: filters.limit + 1])
     rows: list[tuple[Any, ...]] = []
+    added_at: list[Any] = []  # each row's date added, for the page's headers
     objects_counted = 0
     last: dict[str, Any] | None = None
     more = False
@@ -227,8 +228,9 @@ def page(
         objects_counted += len(objects)
         for obj in objects:
             added = row["created_at"]
+            added_at.append(added)
             if kind == "objects":
-                rows.append((row["id"], added, row["tlp"], orjson.dumps(obj).decode()))
+                rows.append((row["id"], row["tlp"], orjson.dumps(obj).decode()))
             else:
                 version = row["created_at"] if "modified" in obj else UNVERSIONED
                 if kind == "manifest":
@@ -243,10 +245,10 @@ def page(
     if kind == "objects" and rows:
         levels: dict[str, int] = {}
         for row_ in rows:
-            levels[row_[2]] = levels.get(row_[2], 0) + 1
+            levels[row_[1]] = levels.get(row_[1], 0) + 1
         audit.record(
             "taxii.objects_read",
             actor=user,
             details={"collection": collection_id(organisation), "objects": len(rows), "tlp": levels},
         )
-    return Page(rows, more, token)
+    return Page(rows, more, token, added_at[0] if added_at else None, added_at[-1] if added_at else None)

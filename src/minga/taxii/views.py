@@ -219,7 +219,7 @@ def _envelope(page: services.Page, media_type: str) -> HttpResponse:
     # Written as text: the objects are stored as JSON already (see services.emitted_json).
     head = orjson.dumps(_head(page))
     if page.rows:
-        objects = ",".join(services.emitted_json(raw, tlp) for _pk, _added, tlp, raw in page.rows)
+        objects = ",".join(services.emitted_json(raw, tlp) for _pk, tlp, raw in page.rows)
         body = head[:-1] + b',"objects":[' + objects.encode() + b"]}"
     else:
         body = head

@@ -38,7 +38,7 @@ def worker() -> Iterator[Callable[[], subprocess.Popen]]:
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.settings",
         "MINGA_TEST_DATABASE_URL": _database_url(),
-        "PYTHONPATH": str(REPO),
+        "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO)]),
     }
 
     def start() -> subprocess.Popen:
