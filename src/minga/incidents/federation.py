@@ -47,6 +47,7 @@ from django.utils.translation import gettext as _
 from minga.core import audit
 from minga.core.choices import TLP
 from minga.core.models import Organisation
+from minga.directory.models import MemberState, Sector
 from minga.incidents.choices import (
     AWAITING_ACK,
     PAP,
@@ -233,6 +234,8 @@ def snapshot(incident: Incident, modified: datetime) -> dict[str, Any]:
         "reporting_organisation": incident.origin_organisation.short_name,
         "coordinating_organisation": incident.coordinating_organisation.short_name,
         "coordinating_node": federation.node_id(),
+        "affected_states": sorted(incident.affected_states.values_list("code", flat=True)),
+        "affected_sectors": sorted(incident.affected_sectors.values_list("slug", flat=True)),
         "opened_at": _stamp(incident.created_at),
         "resolved_at": _stamp(incident.resolved_at),
         "closed_at": _stamp(incident.closed_at),
@@ -499,6 +502,14 @@ def _apply_incident(peer: Peer, version: StixObject, body: dict[str, Any]) -> No
     ids = _reading_ids(incident) | {incident.coordinating_organisation_id}
     ids.discard(incident.origin_organisation_id)
     incident.recipient_organisations.set(ids)
+    # States and sectors by their network-wide codes; those this node does not know are left out.
+    states, sectors = ext.get("affected_states") or [], ext.get("affected_sectors") or []
+    incident.affected_states.set(
+        MemberState.objects.filter(code__in=[str(c) for c in states if isinstance(c, str)])
+    )
+    incident.affected_sectors.set(
+        Sector.objects.filter(slug__in=[str(c) for c in sectors if isinstance(c, str)])
+    )
     _merge_tasks(incident, ext)
     _merge_timeline(incident, ext, node)
     # The local participants newly added are told in the application (their 24/7 desk was

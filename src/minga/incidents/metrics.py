@@ -34,7 +34,8 @@ Who sees what:
 * by default the rows are computed over the incidents ``user`` may read
   (``Incident.objects.visible_to``), so they disclose nothing the reader could not count
   themselves;
-* ``node_wide=True`` computes them over every incident of the node, for the operator (``user``
+* ``node_wide=True`` computes them over every incident of the node (not the mirrors of those
+  coordinated on other nodes: they count there), for the operator (``user``
   is ``None``: the CLI, the reports capability) or the network's coordinators (node admins).
   It is meant for statistics published beyond the readers, so it applies a privacy threshold:
   a row with fewer than ``min_group_size`` incidents (default ``NODE_WIDE_MIN_GROUP``) is
@@ -179,7 +180,8 @@ def _incidents(user: Reader, node_wide: bool) -> QuerySet[Incident]:
     if node_wide:
         if user is not None and not access.is_network_coordinator(user):
             raise PermissionDenied(_("Node-wide metrics are for the network's coordinators."))
-        return Incident.objects.all()
+        # A mirror of an incident coordinated on another node is counted there, not twice.
+        return Incident.objects.filter(coordinating_node="")
     return Incident.objects.visible_to(user)  # type: ignore[attr-defined,no-any-return]
 
 

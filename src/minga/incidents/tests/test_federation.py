@@ -20,9 +20,11 @@ from minga.core import access
 from minga.core import services as core_services
 from minga.core.choices import TLP
 from minga.core.models import AuditEntry, Organisation, User
+from minga.directory.models import MemberState
 from minga.incidents import federation as incident_federation
 from minga.incidents import queries, services
 from minga.incidents.choices import ParticipantStatus, TaskStatus
+from minga.incidents.metrics import incident_metrics
 from minga.incidents.models import Incident
 from minga.incidents.tests.conftest import Network
 from minga.intel import queries as intel_queries
@@ -53,6 +55,7 @@ incident = Incident.objects.filter(uuid={uuid!r}).first()
 result = incident and {{
     "reference": incident.reference, "title": incident.title, "tlp": incident.tlp,
     "status": incident.status, "coordinating_node": incident.coordinating_node,
+    "states": sorted(incident.affected_states.values_list("code", flat=True)),
     "coordinator": incident.coordinating_organisation.short_name,
     "recipients": sorted(o.short_name for o in incident.recipient_organisations.all()),
     "participants": sorted((p.organisation.short_name, p.status) for p in incident.participants.all()),
@@ -122,6 +125,9 @@ def test_an_incident_travels_to_its_participants_node_and_their_answers_come_bac
         severity="high",
         tlp=TLP.AMBER,
     )
+    services.update_incident(
+        network.ana, incident, affected_states=list(MemberState.objects.filter(code="CL"))
+    )
     services.add_participant(network.ana, incident, network.cl)
     task = services.add_task(network.ana, incident, title="Preserve the C2's logs", organisation=network.cl)
     services.comment(network.ana, incident, "The C2 answers on port 443.")
@@ -148,7 +154,7 @@ def test_an_incident_travels_to_its_participants_node_and_their_answers_come_bac
         "node-a",
         "demo-csirt-pe",
     )
-    assert b["participants"] == [["demo-csirt-cl", "added"]]
+    assert b["participants"] == [["demo-csirt-cl", "added"]] and b["states"] == ["CL"]
     assert b["recipients"] == ["demo-csirt-cl"]
     assert b["tasks"] == [["Preserve the C2's logs", "demo-csirt-cl", "open"]]
     assert ["comment", "demo-csirt-pe", "The C2 answers on port 443."] in b["timeline"]
@@ -357,3 +363,6 @@ def test_a_mirror_keeps_its_coordinators_reference_and_local_numbering_skips_it(
     )
     own = services.open_incident(carla, cl, title="Chile's own", type="c2-server")
     assert own.reference == f"MNG-{year}-000002"
+    # Node-wide metrics count the incidents coordinated here: the mirror counts on its node.
+    rows = incident_metrics(None, node_wide=True, min_group_size=1).rows
+    assert sum(row.incidents for row in rows) == 1
