@@ -30,6 +30,18 @@ def _english_by_default() -> Any:
 
 
 @pytest.fixture
+def reference_data(transactional_db: Any) -> None:
+    """The member states and sectors that the directory's data migration seeds, put back: the
+    flush after each transactional test (live servers, other nodes, workers) empties those
+    tables too (an upsert: a test that finds them there changes nothing)."""
+    import importlib
+
+    from django.apps import apps
+
+    importlib.import_module("minga.directory.migrations.0002_seed_states_and_sectors").seed(apps, None)
+
+
+@pytest.fixture
 def make_org(db: Any) -> Callable[..., Organisation]:
     counter = {"n": 0}
 

@@ -7,7 +7,6 @@ except under ``CI=true`` where a missing browser is a failure.
 
 from __future__ import annotations
 
-import importlib
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -50,14 +49,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 @pytest.fixture(autouse=True)
-def reference_data(transactional_db: None) -> None:
-    """The member states and sectors that the directory's data migration seeds. The live server
-    needs transactional tests, and the flush after each one empties those tables too, so every
-    browser test puts them back (an upsert: the first test finds them already there)."""
-    from django.apps import apps
-
-    migration = importlib.import_module("minga.directory.migrations.0002_seed_states_and_sectors")
-    migration.seed(apps, None)
+def _reference_data(reference_data: None) -> None:
+    """The live server needs transactional tests: every browser test puts the member states and
+    sectors back (the root ``reference_data``)."""
 
 
 @pytest.fixture(scope="session")

@@ -229,16 +229,15 @@ class Refused(Exception):
     """A version from a peer that this node does not apply, with the reason."""
 
 
-def _organisation(short_name: Any, what: str) -> Organisation:
+def _organisation(short_name: Any, side: str) -> Organisation:
     found = Organisation.objects.filter(short_name=str(short_name)).first() if short_name else None
     if found is None:
-        raise Refused(
-            _("The %(what)s organisation %(name)s is not in this node's directory.")
-            % {
-                "what": what,
-                "name": str(short_name)[:60],
-            }
+        unknown = (
+            _("The requesting organisation %(name)s is not in this node's directory.")
+            if side == "requesting"
+            else _("The requested organisation %(name)s is not in this node's directory.")
         )
+        raise Refused(unknown % {"name": str(short_name)[:60]})
     return found
 
 
@@ -291,8 +290,8 @@ def _apply(peer: Peer, sender: Organisation, version: StixObject, body: dict[str
     request_uuid = uuid.UUID(str(body.get("request_uuid", "")))
     if version.stix_id != f"{REQUEST}--{request_uuid}":
         raise Refused(_("The object's id is not the request's."))
-    requesting = _organisation(body.get("requesting_organisation"), _("requesting"))
-    requested = _organisation(body.get("requested_organisation"), _("requested"))
+    requesting = _organisation(body.get("requesting_organisation"), "requesting")
+    requested = _organisation(body.get("requested_organisation"), "requested")
     if sender.pk not in (requesting.pk, requested.pk):
         raise Refused(_("%(org)s is not a party to this request.") % {"org": sender.short_name})
     request = AssistanceRequest.objects.select_for_update().filter(uuid=request_uuid).first()

@@ -37,7 +37,11 @@ from minga.taxii import federation
 from minga.taxii.models import Peer
 from minga.taxii.tests.nodes import Node
 
-pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.worker,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("reference_data"),
+]
 ORGS = ("csirt-pe", "csirt-cl", "csirt-br")
 
 # Node B's directory and people: the same organisations (short names are the network's keys),

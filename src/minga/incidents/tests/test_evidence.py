@@ -6,7 +6,6 @@ organisations outside the incident seeing nothing of it, through any interface."
 from __future__ import annotations
 
 import hashlib
-import importlib
 import os
 import subprocess
 import sys
@@ -327,18 +326,9 @@ def test_verify_catches_tampered_custody_rows_and_custodians(network, open_incid
 REPO = Path(__file__).resolve().parents[4]
 
 
-@pytest.fixture
-def member_states(transactional_db: None) -> None:
-    """The states the directory's data migration seeds: a transactional test before this one
-    may have flushed them."""
-    from django.apps import apps
-
-    importlib.import_module("minga.directory.migrations.0002_seed_states_and_sectors").seed(apps, None)
-
-
 @pytest.mark.django_db(transaction=True)
 def test_the_minga_command_exits_non_zero_naming_the_damaged_item(
-    member_states, network, open_incident, tmp_path
+    reference_data, network, open_incident, tmp_path
 ):
     """The operator's own command, in its own process, on the test database and store."""
     first, _second = _two_items(network, open_incident)

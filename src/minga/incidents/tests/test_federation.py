@@ -33,7 +33,11 @@ from minga.taxii import federation
 from minga.taxii.models import Peer
 from minga.taxii.tests.nodes import Node
 
-pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.worker,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("reference_data"),
+]
 ORGS = ("demo-csirt-pe", "demo-csirt-cl", "demo-csirt-br")
 
 # Node B's people: an analyst of Chile's CSIRT and one of Brazil's, each with an API token.
@@ -66,17 +70,6 @@ result = incident and {{
                                                                                   "channel", "event")),
 }}
 """
-
-
-@pytest.fixture(autouse=True)
-def reference_data(transactional_db: Any) -> None:
-    """The member states and sectors the directory's data migration seeds: another transactional
-    test's flush may have emptied those tables."""
-    import importlib
-
-    from django.apps import apps
-
-    importlib.import_module("minga.directory.migrations.0002_seed_states_and_sectors").seed(apps, None)
 
 
 @pytest.fixture
