@@ -159,7 +159,9 @@ def _day(value: Any) -> datetime | None:
     return timezone.make_aware(datetime.combine(value, time.min)) if value else None
 
 
-def _criteria(form: EventFilterForm) -> queries.EventFilter:
+def _criteria(form: EventFilterForm) -> queries.EventFilter | None:
+    """The filter the form asks for; None when it names an organisation that does not exist
+    (then nothing matches: the form says so, as the API answers 404)."""
     data: dict[str, Any] = {}
     if form.is_bound and not form.is_valid():  # ignore what is not valid, keep the rest
         data = {k: v for k, v in form.cleaned_data.items() if k not in form.errors}
@@ -168,6 +170,9 @@ def _criteria(form: EventFilterForm) -> queries.EventFilter:
     organisation = None
     if data.get("organisation"):
         organisation = Organisation.objects.filter(short_name=data["organisation"]).first()
+        if organisation is None:
+            form.add_error("organisation", _("No organisation has this short name."))
+            return None
     routed = {"yes": True, "no": False}.get(data.get("routed") or "")
     return queries.EventFilter(
         organisation=organisation,
@@ -187,7 +192,10 @@ def event_list(request: HttpRequest) -> HttpResponse:
     """The events the user may read, newest first, with filters and counts by type."""
     user = _user(request)
     form = EventFilterForm(request.GET or None)
-    events = queries.events_visible_to(user, _criteria(form))
+    criteria = _criteria(form)
+    events = queries.events_visible_to(user, criteria or queries.EventFilter())
+    if criteria is None:
+        events = events.none()
     counts = queries.counts(events)
     paginator = Paginator(events, EVENTS_PER_PAGE)
     # Counted once, with the types, rather than a second time by the paginator.
@@ -206,7 +214,10 @@ def event_export(request: HttpRequest, fmt: str) -> HttpResponse:
         raise Http404
     user = _user(request)
     form = EventFilterForm(request.GET or None)
-    events = queries.events_visible_to(user, _criteria(form))
+    criteria = _criteria(form)
+    if criteria is None:
+        raise Http404  # as the API: an organisation that does not exist
+    events = queries.events_visible_to(user, criteria)
     document = services.export_events(user, events, fmt=fmt, scope=request.META.get("QUERY_STRING", ""))
     response = HttpResponse(
         document, content_type="text/csv; charset=utf-8" if fmt == "csv" else "application/json"

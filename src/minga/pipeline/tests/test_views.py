@@ -205,3 +205,13 @@ def test_unrouted_events_are_the_node_teams_only(world, make_user, login_client)
         make_user("node-admin", Organisation.objects.get(short_name="outsider"), "node_admin")
     )
     assert "203.0.113.5" not in admin.get("/pipeline/?routed=no").content.decode()
+
+
+def test_an_organisation_filter_that_names_no_organisation_shows_nothing_and_says_so(world):
+    """As the API answers 404: an unknown organisation is not silently dropped from the filter
+    (which would list every event the reader may see under a filter that reads as narrower)."""
+    page = world["hub"].get("/pipeline/?organisation=no-such-team").content.decode()
+    assert "No organisation has this short name." in page
+    assert "0 events" in page and "203.0.113.5" not in page
+    assert world["hub"].get("/pipeline/events.csv?organisation=no-such-team").status_code == 404
+    assert "203.0.113.5" in world["hub"].get("/pipeline/?routed=no").content.decode()
