@@ -48,7 +48,7 @@ from minga.assistance.choices import (
 )
 from minga.assistance.models import AssistanceRequest, Attachment, DeadlinePolicy, RequestMail, ThreadEntry
 from minga.core import audit
-from minga.core.choices import Role
+from minga.core.choices import WORKING_ROLES, Role
 from minga.core.models import Membership, Organisation, User
 from minga.directory.choices import ContactRole, OrganisationKind
 from minga.directory.models import MemberState, OrganisationProfile, PointOfContact
@@ -58,7 +58,6 @@ if TYPE_CHECKING:
 
     Actor = User | AnonymousUser | None
 
-WORKING_ROLES = (Role.NODE_ADMIN, Role.ORG_ADMIN, Role.ANALYST, Role.LIAISON)
 MAX_TEXT = 8000
 CONTENT_FIELDS = ("kind", "priority", "subject", "description", "legal_basis", "legal_reference")
 MAX_SUBJECT = 200

@@ -32,6 +32,7 @@ from minga.assistance.forms import (
     RequestForm,
 )
 from minga.core import access
+from minga.core.errors import form_errors, messages_of
 from minga.core.forms import attach_service_errors
 from minga.core.models import User
 
@@ -48,21 +49,6 @@ def reader_time_zone(user: Any) -> str:
     except (ZoneInfoNotFoundError, ValueError):
         return "UTC"
     return name
-
-
-def _messages_of(exc: ValidationError | PermissionDenied) -> str:
-    if isinstance(exc, PermissionDenied):
-        return str(exc) or _("You are not allowed to do this.")
-    if hasattr(exc, "error_dict"):
-        return " ".join(str(m) for found in exc.message_dict.values() for m in found)
-    return " ".join(exc.messages)
-
-
-def _form_errors(form: Any) -> str:
-    return " ".join(
-        f"{form.fields[f].label if f in form.fields else ''}: {' '.join(e)}".lstrip(": ")
-        for f, e in form.errors.items()
-    )
 
 
 @login_required
@@ -215,7 +201,7 @@ def _done(request: HttpRequest, reference: str, action: Any, done: str) -> HttpR
     try:
         action()
     except (ValidationError, PermissionDenied) as exc:
-        messages.error(request, _messages_of(exc))
+        messages.error(request, messages_of(exc))
     else:
         messages.success(request, done)
     return redirect("assistance:detail", reference=reference)
@@ -252,7 +238,7 @@ def request_answer(request: HttpRequest, reference: str) -> HttpResponse:
     item = _content(request, reference)
     form = AnswerForm(request.POST)
     if not form.is_valid():
-        messages.error(request, _form_errors(form))
+        messages.error(request, form_errors(form))
         return redirect("assistance:detail", reference=item.reference)
     data = form.cleaned_data
     return _done(
@@ -269,7 +255,7 @@ def request_message(request: HttpRequest, reference: str) -> HttpResponse:
     item = _content(request, reference)
     form = MessageForm(request.POST)
     if not form.is_valid():
-        messages.error(request, _form_errors(form))
+        messages.error(request, form_errors(form))
         return redirect("assistance:detail", reference=item.reference)
     return _done(
         request,
@@ -285,7 +271,7 @@ def request_attach(request: HttpRequest, reference: str) -> HttpResponse:
     item = _content(request, reference)
     form = AttachmentForm(request.POST, request.FILES)
     if not form.is_valid():
-        messages.error(request, _form_errors(form))
+        messages.error(request, form_errors(form))
         return redirect("assistance:detail", reference=item.reference)
     upload = form.cleaned_data["file"]
     return _done(
@@ -310,7 +296,7 @@ def attachment_download(
     try:
         handle = services.open_attachment(request.user, attachment)
     except ValidationError as exc:
-        messages.error(request, _messages_of(exc))
+        messages.error(request, messages_of(exc))
         return redirect("assistance:detail", reference=attachment.request.reference)
     return FileResponse(
         handle, as_attachment=True, filename=attachment.filename, content_type="application/octet-stream"
@@ -337,12 +323,12 @@ def sla(request: HttpRequest) -> HttpResponse:
                     respond_within=timedelta(hours=float(Decimal(data["respond_hours"]))),
                 )
             except (ValidationError, PermissionDenied) as exc:
-                messages.error(request, _messages_of(exc))
+                messages.error(request, messages_of(exc))
             else:
                 messages.success(request, _("Deadlines changed; requests submitted from now on use them."))
                 return redirect("assistance:sla")
         else:
-            messages.error(request, _form_errors(form))
+            messages.error(request, form_errors(form))
     open_rows = [
         (item, queries.duration_text(item.acknowledge_left), queries.duration_text(item.respond_left))
         for item in queries.open_requests(user)[:500]

@@ -24,3 +24,6 @@ class Role(models.TextChoices):
 
 # Roles allowed to change an organisation's own data and memberships.
 ORG_MANAGER_ROLES = frozenset({Role.NODE_ADMIN, Role.ORG_ADMIN})
+# Roles that act in an organisation's name (share intelligence, work incidents and requests):
+# everyone but read-only members.
+WORKING_ROLES = (Role.NODE_ADMIN, Role.ORG_ADMIN, Role.ANALYST, Role.LIAISON)

@@ -38,7 +38,7 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from minga.core import access, audit
-from minga.core.choices import TLP, Role
+from minga.core.choices import TLP, WORKING_ROLES
 from minga.core.models import AuditEntry, Membership, Organisation, User
 from minga.directory import resolution
 from minga.directory.choices import ContactRole, OrganisationKind
@@ -86,7 +86,6 @@ if TYPE_CHECKING:
 
     Actor = User | AnonymousUser | None
 
-WORKING_ROLES = (Role.NODE_ADMIN, Role.ORG_ADMIN, Role.ANALYST, Role.LIAISON)
 MAX_OBSERVABLES = 1000  # per call: a list pasted from a report, not a feed (feeds go to the pipeline)
 MAX_TEXT = 8000  # a description or a comment; longer material is evidence
 CLAIM_SECONDS = 600  # how long an e-mail attempt holds its notification

@@ -20,6 +20,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
 from minga.core import access
+from minga.core.errors import form_errors, messages_of
 from minga.core.forms import attach_service_errors
 from minga.core.models import User
 from minga.incidents import metrics, queries, services
@@ -48,21 +49,6 @@ PER_PAGE = 50
 
 def _user(request: HttpRequest) -> User:
     return request.user  # type: ignore[return-value]
-
-
-def _messages_of(exc: ValidationError | PermissionDenied) -> str:
-    if isinstance(exc, PermissionDenied):
-        return str(exc) or _("You are not allowed to do this.")
-    if hasattr(exc, "error_dict"):
-        return " ".join(str(m) for messages_ in exc.message_dict.values() for m in messages_)
-    return " ".join(exc.messages)
-
-
-def _form_errors(form: Any) -> str:
-    return " ".join(
-        f"{form.fields[f].label if f in form.fields else ''}: {' '.join(e)}".lstrip(": ")
-        for f, e in form.errors.items()
-    )
 
 
 @login_required
@@ -107,7 +93,7 @@ def metrics_page(request: HttpRequest) -> HttpResponse:
             min_group_size=data.get("min_group_size"),
         )
     except ValidationError as exc:
-        error = _messages_of(exc)
+        error = messages_of(exc)
         result = metrics.Metrics(rows=[], node_wide=False, min_group_size=1)
     severities = dict(Severity.choices)
     rows = [
@@ -261,12 +247,12 @@ def _act(request: HttpRequest, reference: str, form: Any, action: Any, done: str
     """Run one action of the incident page: a valid form calls the service; a refusal or an
     invalid form comes back as a message on the page."""
     if not form.is_valid():
-        messages.error(request, _form_errors(form) or _("The form is not valid."))
+        messages.error(request, form_errors(form) or _("The form is not valid."))
     else:
         try:
             action(form.cleaned_data)
         except (ValidationError, PermissionDenied) as exc:
-            messages.error(request, _messages_of(exc))
+            messages.error(request, messages_of(exc))
         else:
             messages.success(request, done)
     return redirect("incidents:detail", reference=reference)
@@ -318,7 +304,7 @@ def incident_propose(request: HttpRequest, reference: str) -> HttpResponse:
     try:
         proposed = services.propose_participants(_user(request), incident)
     except (ValidationError, PermissionDenied) as exc:
-        messages.error(request, _messages_of(exc))
+        messages.error(request, messages_of(exc))
     else:
         if proposed:
             messages.success(
@@ -438,14 +424,14 @@ def incident_merge(request: HttpRequest, reference: str) -> HttpResponse:
         try:
             services.merge_incident(_user(request), duplicate, survivor, form.cleaned_data["reason"])
         except (ValidationError, PermissionDenied) as exc:
-            messages.error(request, _messages_of(exc))
+            messages.error(request, messages_of(exc))
             return redirect("incidents:detail", reference=duplicate.reference)
         messages.success(
             request,
             _("%(dup)s merged into %(ref)s.") % {"dup": duplicate.reference, "ref": survivor.reference},
         )
         return redirect("incidents:detail", reference=survivor.reference)
-    messages.error(request, _form_errors(form))
+    messages.error(request, form_errors(form))
     return redirect("incidents:detail", reference=duplicate.reference)
 
 
@@ -545,7 +531,7 @@ def evidence_custody(request: HttpRequest, reference: str, evidence_id: int) -> 
     evidence = queries.evidence_or_404(incident, evidence_id)
     form = CustodyForm(user, request.POST)
     if not form.is_valid():
-        messages.error(request, _form_errors(form) or _("The form is not valid."))
+        messages.error(request, form_errors(form) or _("The form is not valid."))
     else:
         data = form.cleaned_data
         try:
@@ -558,7 +544,7 @@ def evidence_custody(request: HttpRequest, reference: str, evidence_id: int) -> 
                 to_person=data["to_person"],
             )
         except (ValidationError, PermissionDenied) as exc:
-            messages.error(request, _messages_of(exc))
+            messages.error(request, messages_of(exc))
         else:
             messages.success(request, _("Custody recorded."))
     return redirect("incidents:evidence", reference=incident.reference, evidence_id=evidence.pk)
@@ -573,7 +559,7 @@ def evidence_verify(request: HttpRequest, reference: str, evidence_id: int) -> H
     try:
         check = services.verify_evidence(user, evidence)
     except (ValidationError, PermissionDenied) as exc:
-        messages.error(request, _messages_of(exc))
+        messages.error(request, messages_of(exc))
     else:
         if check.ok:
             messages.success(request, _("The stored file matches its SHA-256."))
@@ -601,6 +587,6 @@ def evidence_download(request: HttpRequest, reference: str, evidence_id: int) ->
     try:
         handle = services.open_evidence(user, evidence)
     except (ValidationError, PermissionDenied) as exc:
-        messages.error(request, _messages_of(exc))
+        messages.error(request, messages_of(exc))
         return redirect("incidents:evidence", reference=incident.reference, evidence_id=evidence.pk)
     return evidence_response(handle, evidence)

@@ -29,7 +29,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from minga.core import audit
-from minga.core.choices import TLP, Role
+from minga.core.choices import TLP, WORKING_ROLES
 from minga.core.models import Membership, Organisation, User
 from minga.intel import bulk, observables, stix, stix20
 from minga.intel.choices import ImportStatus
@@ -44,7 +44,7 @@ logger = logging.getLogger(__name__)
 CHUNK_SIZE = 5000  # objects per transaction: a crash loses at most one chunk, replayed idempotently
 MAX_REJECTIONS_KEPT = 100  # reasons kept for the report; the count covers them all
 EPOCH = UNVERSIONED  # the version of objects that have none (SCOs)
-IMPORTING_ROLES = (Role.NODE_ADMIN, Role.ORG_ADMIN, Role.ANALYST, Role.LIAISON)
+IMPORTING_ROLES = WORKING_ROLES
 LOOKUP_BATCH = 900  # values per IN (...) query, well within every database's limits
 
 
