@@ -280,6 +280,50 @@ def test_command_line_says_what_is_wrong(team: Organisation, tmp_path) -> None:
     assert StixObject.objects.get().tlp == TLP.GREEN
 
 
+def test_the_command_line_imports_tlp_red_as_a_named_user(
+    analyst: User,
+    team: Organisation,
+    make_org: Callable[..., Organisation],
+    make_user: Callable[..., User],
+    tmp_path,
+) -> None:
+    from django.core.management import CommandError, call_command
+
+    path = tmp_path / "red.json"
+    path.write_bytes(stream(indicator()).getvalue())
+    with pytest.raises(CommandError, match="import them as a user"):
+        call_command("intel", "import", str(path), "--organisation", team.short_name, "--tlp", "red")
+    outsider = make_user("olga-cli", make_org("elsewhere"))
+    with pytest.raises(CommandError, match="may import in its name"):
+        call_command(
+            "intel",
+            "import",
+            str(path),
+            "--organisation",
+            team.short_name,
+            "--tlp",
+            "red",
+            "--as",
+            "olga-cli",
+        )
+    with pytest.raises(CommandError, match="No active user"):
+        call_command("intel", "import", str(path), "--organisation", team.short_name, "--as", "nobody")
+    call_command(
+        "intel",
+        "import",
+        str(path),
+        "--organisation",
+        team.short_name,
+        "--tlp",
+        "red",
+        "--as",
+        analyst.username,
+    )
+    stored = StixObject.objects.get()
+    assert stored.tlp == TLP.RED and list(stored.recipient_users.all()) == [analyst]
+    assert not StixObject.objects.visible_to(outsider).exists()
+
+
 def test_two_versions_flagged_latest_by_racing_imports_are_read_and_repaired(
     analyst: User, team: Organisation
 ) -> None:

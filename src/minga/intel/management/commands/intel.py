@@ -1,11 +1,11 @@
 from pathlib import Path
 from typing import Any
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from minga.core.choices import TLP
-from minga.core.models import Organisation
+from minga.core.models import Organisation, User
 from minga.intel import csvio, services
 
 
@@ -51,9 +51,19 @@ class Command(BaseCommand):
         )
         load.add_argument(
             "--tlp",
-            choices=[t for t in TLP.values if t != TLP.RED],
+            choices=TLP.values,
             default=TLP.AMBER,
-            help="for objects without a TLP marking of their own (default amber)",
+            help="for objects without a TLP marking of their own (default amber; red needs --as)",
+        )
+        load.add_argument(
+            "--as",
+            dest="as_user",
+            default="",
+            metavar="USER",
+            help=(
+                "import as this user (who must be allowed to import for the organisation): TLP:RED "
+                "objects name people, and the importer is named on them"
+            ),
         )
         load.add_argument(
             "--recipient",
@@ -75,6 +85,11 @@ class Command(BaseCommand):
             raise CommandError(f"{path} is not a file.")
         organisation = self._organisation(options["organisation"])
         recipients = [self._organisation(name) for name in options["recipient"]]
+        actor = None
+        if options["as_user"]:
+            actor = User.objects.filter(username=options["as_user"], is_active=True).first()
+            if actor is None:
+                raise CommandError(f"No active user is called {options['as_user']!r}.")
         fmt = options["format"]
         with path.open("rb") as stream:
             try:
@@ -90,7 +105,7 @@ class Command(BaseCommand):
                 elif options["map"] or options["fixed_type"] or options["no_header"]:
                     raise CommandError("--map, --type and --no-header are for --format csv.")
                 result = services.import_file(
-                    None,
+                    actor,
                     organisation,
                     stream,
                     options["tlp"],
@@ -101,6 +116,8 @@ class Command(BaseCommand):
                 )
             except ValidationError as exc:
                 raise CommandError("; ".join(exc.messages)) from exc
+            except PermissionDenied as exc:
+                raise CommandError(str(exc)) from exc
         where = {"stix": "object", "misp": "attribute", "csv": ""}[fmt]
         for rejection in result.rejections[: max(options["problems"], 0)]:
             place = f"{where} {rejection.index} " if where else ""
