@@ -14,43 +14,52 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, cast
 
+import orjson
 from django.db import connection, models
 from django.db.models.constants import OnConflict
 
 MAX_PARAMETERS = 30_000  # per statement: SQLite allows 32,766, PostgreSQL 65,535
 
 
-def _converter(field: models.Field) -> Callable[[Any], Any] | None:
-    if isinstance(field, models.DateTimeField):
-        adapt = connection.ops.adapt_datetimefield_value
-        memo: dict[Any, Any] = {}  # the same few instants recur on every row (now, created...)
+class _Adapted(dict[Any, Any]):
+    """Datetimes to the database's form, each adapted once: the same few instants recur on
+    every row (now, created...). A hit is one dictionary look-up, with no Python call."""
 
-        def convert(value: Any) -> Any:
-            if value is None:
-                return None
-            converted = memo.get(value)
-            if converted is None:
-                converted = memo[value] = adapt(value)
-            return converted
+    def __init__(self, adapt: Callable[[Any], Any]) -> None:
+        super().__init__({None: None})
+        self.adapt = adapt
 
-        return convert
-    if isinstance(field, models.UUIDField):
-        # Text of hex digits passes as it is: SQLite stores it so, PostgreSQL parses it.
-        return lambda value: value if isinstance(value, str) else field.get_db_prep_value(value, connection)
-    return None
+    def __missing__(self, value: Any) -> Any:
+        converted = self[value] = self.adapt(value)
+        return converted
 
 
 def _prepared(fields: Sequence[Any], rows: Sequence[Sequence[Any]]) -> Sequence[Sequence[Any]]:
-    converters = [_converter(f) for f in fields]
-    if not any(converters):
-        return rows
-    return [
-        tuple(
-            value if convert is None else convert(value)
-            for convert, value in zip(converters, row, strict=True)
-        )
-        for row in rows
+    """``rows`` with the values the driver cannot take as they are converted: datetimes (on
+    SQLite) and UUIDs (text of hex digits passes as it is: SQLite stores it so, PostgreSQL
+    parses it)."""
+    datetimes = [
+        (n, _Adapted(connection.ops.adapt_datetimefield_value))
+        for n, f in enumerate(fields)
+        if isinstance(f, models.DateTimeField)
     ]
+    uuids = [
+        (n, f)
+        for n, f in enumerate(fields)
+        if isinstance(f, models.UUIDField) and not all(type(row[n]) is str for row in rows)
+    ]
+    if not datetimes and not uuids:
+        return rows
+    prepared = []
+    for row in rows:
+        values = list(row)
+        for n, adapted in datetimes:
+            values[n] = adapted[values[n]]
+        for n, field in uuids:
+            if not isinstance(values[n], str):
+                values[n] = field.get_db_prep_value(values[n], connection)
+        prepared.append(values)
+    return prepared
 
 
 def insert(
@@ -86,6 +95,35 @@ def insert(
         )
         with connection.cursor() as cursor:
             cursor.execute(query, [list(column) for column in zip(*rows, strict=True)])
+
+
+def insert_product(
+    model: type[models.Model], columns: tuple[str, str], first: Sequence[int], second: Sequence[int]
+) -> None:
+    """INSERT one row for every pair of a value of ``first`` and one of ``second`` (integers),
+    as ``columns``: a many-to-many link of many objects to a few recipients, built by the
+    database from two arrays instead of row by row in Python."""
+    if not first or not second:
+        return
+    fields = [cast(models.Field, model._meta.get_field(name)) for name in columns]
+    quote = connection.ops.quote_name
+    names = ", ".join(quote(str(f.column)) for f in fields)
+    table = quote(model._meta.db_table)
+    if connection.vendor == "postgresql":
+        first_type, second_type = (f.db_type(connection) for f in fields)
+        query = (
+            f"INSERT INTO {table} ({names}) SELECT a, b"  # noqa: S608  (names from the model, values bound)
+            f" FROM unnest(%s::{first_type}[]) a CROSS JOIN unnest(%s::{second_type}[]) b"
+        )
+        params: list[Any] = [list(first), list(second)]
+    else:
+        query = (
+            f"INSERT INTO {table} ({names}) SELECT a.value, b.value"  # noqa: S608  (names from the model, values bound)
+            " FROM json_each(%s) a, json_each(%s) b"
+        )
+        params = [orjson.dumps(list(first)).decode(), orjson.dumps(list(second)).decode()]
+    with connection.cursor() as cursor:
+        cursor.execute(query, params)
 
 
 def _copy(model: type[models.Model], fields: Sequence[models.Field], rows: Iterable[Sequence[Any]]) -> None:

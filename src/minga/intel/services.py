@@ -458,10 +458,11 @@ def _link_recipients(
     recipient_users: Sequence[User],
 ) -> None:
     through = StixObject.recipient_organisations.through
-    bulk.insert(
+    bulk.insert_product(
         through,
         ("stixobject", "organisation"),
-        [(pk, org.pk) for pk, _tlp, _c in stored for org in recipients],
+        [pk for pk, _tlp, _c in stored],
+        [org.pk for org in recipients],
     )
     through_users = StixObject.recipient_users.through
     bulk.insert(

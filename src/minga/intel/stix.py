@@ -93,8 +93,28 @@ class Invalid(ValueError):
     """An object that cannot be stored, with the reason a person can act on."""
 
 
+# Timestamps already parsed, text to instant: an import sees the same few again and again
+# (``created`` equal to ``modified``, a feed's objects written in the same second). Only valid
+# text is kept, and the memo starts over once it holds TIMESTAMP_MEMO_SIZE of them.
+TIMESTAMP_MEMO_SIZE = 10_000
+_parsed_timestamps: dict[str, datetime] = {}
+
+
 def parse_timestamp(value: Any, name: str) -> datetime:
     """An RFC 3339 timestamp in UTC as STIX requires (``2026-01-31T12:00:00.000Z``)."""
+    if type(value) is str:
+        known = _parsed_timestamps.get(value)
+        if known is not None:
+            return known
+        parsed = _parse_timestamp(value, name)
+        if len(_parsed_timestamps) >= TIMESTAMP_MEMO_SIZE:
+            _parsed_timestamps.clear()
+        _parsed_timestamps[value] = parsed
+        return parsed
+    return _parse_timestamp(value, name)
+
+
+def _parse_timestamp(value: Any, name: str) -> datetime:
     match = TIMESTAMP_RE.match(value) if isinstance(value, str) else None
     if match is None:
         raise Invalid(

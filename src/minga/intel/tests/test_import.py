@@ -340,3 +340,32 @@ def test_two_versions_flagged_latest_by_racing_imports_are_read_and_repaired(
     assert list(
         StixObject.objects.filter(stix_id=v1["id"], is_latest=True).values_list("label", flat=True)
     ) == ["third"]
+
+
+def test_every_recipient_is_linked_to_every_object_of_every_chunk(
+    analyst: User, team: Organisation, make_org: Callable[..., Organisation], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    partners = [make_org("csirt-py"), make_org("csirt-ar"), make_org("csirt-cl")]
+    monkeypatch.setattr(services, "CHUNK_SIZE", 2)
+    objects = [indicator(f"198.51.100.{n}") for n in range(5)]
+    result = services.import_bundle(analyst, team, stream(*objects), TLP.AMBER, partners)
+    assert result.accepted == 5
+    links = StixObject.recipient_organisations.through.objects.values_list(
+        "stixobject__stix_id", "organisation"
+    )
+    assert sorted(links) == sorted((o["id"], p.pk) for o in objects for p in partners)
+
+
+def test_timestamps_read_again_give_the_same_instant_and_bad_ones_are_still_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(stix, "TIMESTAMP_MEMO_SIZE", 3)
+    first = stix.parse_timestamp("2026-01-31T12:00:00.5Z", "created")
+    assert stix.parse_timestamp("2026-01-31T12:00:00.5Z", "modified") == first
+    assert first.microsecond == 500_000
+    for second in range(10):  # more than the memo holds: it starts over, and still answers right
+        assert stix.parse_timestamp(f"2026-01-31T12:00:{second:02d}Z", "created").second == second
+    assert len(stix._parsed_timestamps) <= 3
+    for bad in ("2026-02-30T12:00:00Z", "yesterday", 20260131):
+        with pytest.raises(stix.Invalid):
+            stix.parse_timestamp(bad, "created")
