@@ -54,7 +54,6 @@ EARLIEST = datetime(1990, 1, 1, tzinfo=UTC)  # before any feed this network rece
 FUTURE_SLACK = timedelta(days=1)  # clocks differ; more than a day ahead is impossible
 SQLITE_CACHE_KB = 131_072
 EVENT_ID_LOCK = 0x6D696E6761_01  # PostgreSQL advisory lock key: reserving event ids
-KEY_BATCH = 30_000  # keys per IN (...) lookup on SQLite (at most 32,766 parameters)
 # IntelMQ's dotted names, accepted in JSON lines beside Minga's own.
 INTELMQ_NAMES = {name: name.replace("_", ".", 1) for name in EVENT_FIELDS if "_" in name}
 INTELMQ_NAMES["time"] = "time.source"
@@ -795,12 +794,11 @@ def _reserve_ids(count: int) -> Sequence[int]:
 
 def _stored(feed_id: int, keys: list[int]) -> dict[int, tuple[int, int, int, bool]]:
     """The feed's stored events that have one of ``keys``: key -> (id, run, line, routed). One
-    probe of the unique (feed, dedup_key) index per key, in a few statements."""
+    probe of the unique (feed, dedup_key) index per key, in one statement."""
     if not keys:
         return {}
     table = Event._meta.db_table
     columns = '"dedup_key", "id", "run_id", "line", "is_routed"'
-    found: dict[int, tuple[int, int, int, bool]] = {}
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute(
@@ -808,15 +806,14 @@ def _stored(feed_id: int, keys: list[int]) -> dict[int, tuple[int, int, int, boo
                 [feed_id, keys],
             )
             return {row[0]: (row[1], row[2], row[3], bool(row[4])) for row in cursor.fetchall()}
-        for start in range(0, len(keys), KEY_BATCH):
-            batch = keys[start : start + KEY_BATCH]
-            cursor.execute(
-                f'SELECT {columns} FROM "{table}" WHERE "feed_id" = %s '  # noqa: S608  (the model's table)
-                f'AND "dedup_key" IN ({", ".join(["%s"] * len(batch))})',
-                [feed_id, *batch],
-            )
-            found.update((row[0], (row[1], row[2], row[3], bool(row[4]))) for row in cursor.fetchall())
-    return found
+        # The keys as one JSON array: a statement of tens of thousands of parameters took
+        # longer to compile and bind than the look-ups themselves (four times as long in all).
+        cursor.execute(
+            f'SELECT {columns} FROM "{table}" WHERE "feed_id" = %s '  # noqa: S608  (the model's table)
+            'AND "dedup_key" IN (SELECT "value" FROM json_each(%s))',
+            [feed_id, orjson.dumps(keys).decode()],
+        )
+        return {row[0]: (row[1], row[2], row[3], bool(row[4])) for row in cursor.fetchall()}
 
 
 def process_chunk(chunk_id: int) -> str:
