@@ -329,9 +329,10 @@ class Chain:
             name for name in BLANK_EVENT if name not in filled and not name.startswith("class")
         )
         # A feed repeats its classifications and timestamps: each is classified, or cut into
-        # its de-duplication window, once (both memos bounded as the time reader's).
+        # its de-duplication window, once (the memos bounded as the time reader's).
         self.kinds: dict[Any, str | Bad] = {}
-        self.buckets: dict[datetime, int] = {}
+        self.windows: dict[datetime, str] = {}  # time -> its window's number and a separator
+        self.key_text = "\x1f".join(["{}"] * len(self.key_fields)).format  # str() of each, joined
 
     # Where each field comes from: a CSV column index, or JSON keys to try.
     def _columns(self, header: Sequence[str]) -> dict[str, int]:
@@ -556,8 +557,16 @@ class Chain:
                     if not out[f"{side}_fqdn"] and host_name:
                         out[f"{side}_fqdn"] = host_name
         raw_time = values.get("time")
-        out["time"] = self.time(raw_time) if raw_time else self.now
-        out["classification_type"] = kind = self.classify(values.get("classification_type"))
+        if raw_time:  # the reader's memo first: a feed repeats its timestamps
+            moment = self.time.memo.get(raw_time)
+            out["time"] = moment if moment is not None else self.time(raw_time)
+        else:
+            out["time"] = self.now
+        raw_kind = values.get("classification_type")
+        kind = self.kinds.get(raw_kind)
+        if not isinstance(kind, str):
+            kind = self.classify(raw_kind)
+        out["classification_type"] = kind
         out["classification_taxonomy"] = TAXONOMY_OF[kind]
         if self.intelmq:
             taxonomy = str(values.get("classification_taxonomy") or "").strip().lower()
@@ -605,15 +614,15 @@ class Chain:
             material = f"line\x1f{run_id}\x1f{line}"
         else:
             moment = event["time"]
-            bucket = self.buckets.get(moment)
-            if bucket is None:
-                bucket = int(moment.timestamp()) // self.window
-                if len(self.buckets) < 100_000:
-                    self.buckets[moment] = bucket
+            window = self.windows.get(moment)
+            if window is None:
+                window = f"{int(moment.timestamp()) // self.window}\x1f"
+                if len(self.windows) < 100_000:
+                    self.windows[moment] = window
             values = self.key_of(event) if self.key_of is not None else ()
             if len(self.key_fields) == 1:
                 values = (values,)
-            material = f"{bucket}\x1f" + "\x1f".join(map(str, values))
+            material = window + self.key_text(*values)
         return int.from_bytes(hashlib.blake2b(material.encode(), digest_size=8).digest(), "big", signed=True)
 
     def run(self, data: bytes, first_line: int, run_id: int) -> Outcome:
@@ -622,13 +631,14 @@ class Chain:
         lines = self.lines(data, first_line, outcome)
         seen: set[int] = set()
         events = outcome.events
+        event_of, key_of = self.event, self.dedup_key
         for number, text, values in self.records(lines, outcome):
             try:
-                event = self.event(values)
+                event = event_of(values)
             except Bad as bad:
                 outcome.reject(number, bad.field, bad.reason, text)
                 continue
-            key = self.dedup_key(event, run_id, number)
+            key = key_of(event, run_id, number)
             if key in seen:
                 outcome.duplicates += 1
                 continue
