@@ -159,6 +159,16 @@ def _peak_mb(pid: int) -> float:
     return 0.0
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process so far: on a shared machine, the figure that other
+    processes' load moves least."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def bench_feed() -> Feed:
     """The hub and its CSV feed of the generated lines (one day's de-duplication window)."""
     from minga.core import services as core_services
@@ -182,9 +192,10 @@ def bench_feed() -> Feed:
 
 def with_workers(
     feed: Feed, path: Path, url: str, scratch: Path, count: int
-) -> tuple[Run, float, list[float]]:
+) -> tuple[Run, float, list[float], float]:
     """Hand ``path`` to the pipeline and let ``count`` real ``minga worker`` processes run it to
-    the end: the run, the seconds from the file handed over to the run done, each worker's peak MB."""
+    the end: the run, the seconds from the file handed over to the run done, each worker's peak
+    MB, and the CPU seconds the workers spent meanwhile."""
     from minga.pipeline import services
     from minga.pipeline.models import Run
 
@@ -205,18 +216,20 @@ def with_workers(
     peaks: list[float] = []
     try:
         time.sleep(3)  # let the workers import Django and reach their queue
+        cpu = sum(_cpu_seconds(worker.pid) for worker in workers)
         started = time.perf_counter()
         the_run = services.start_run(None, feed, pieces(), path.name, source="cli")
         while Run.objects.filter(pk=the_run.pk, status__in=("queued", "running")).exists():
             time.sleep(0.05)
         elapsed = time.perf_counter() - started
+        cpu = sum(_cpu_seconds(worker.pid) for worker in workers) - cpu
         peaks = [_peak_mb(worker.pid) for worker in workers]
     finally:
         for worker in workers:
             worker.send_signal(signal.SIGTERM)
         for worker in workers:
             worker.wait(timeout=30)
-    return Run.objects.get(pk=the_run.pk), elapsed, peaks
+    return Run.objects.get(pk=the_run.pk), elapsed, peaks, cpu
 
 
 def main() -> None:
@@ -281,8 +294,8 @@ def run(scratch: Path, url: str, args: argparse.Namespace, rng: random.Random) -
         peaks.append(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         how = f"inline, in one process ({cpu:.1f} s of CPU)"
     else:
-        the_run, elapsed, peaks = with_workers(feed, path, url, scratch, args.workers)
-        how = f"{args.workers} worker process{'es' if args.workers > 1 else ''}"
+        the_run, elapsed, peaks, cpu = with_workers(feed, path, url, scratch, args.workers)
+        how = f"{args.workers} worker process{'es' if args.workers > 1 else ''} ({cpu:.1f} s of their CPU)"
     the_run = Run.objects.get(pk=the_run.pk)
     rate = the_run.read / elapsed
     verdict = "meets" if rate >= TARGET else "below"
