@@ -457,6 +457,7 @@ def _link_recipients(
     recipients: Sequence[Organisation],
     recipient_users: Sequence[User],
 ) -> None:
+    _check_recipients(recipients)
     through = StixObject.recipient_organisations.through
     bulk.insert_product(
         through,
@@ -470,6 +471,26 @@ def _link_recipients(
         ("stixobject", "user"),
         [(pk, user.pk) for pk, tlp, _c in stored if tlp == TLP.RED for user in recipient_users],
     )
+
+
+def _check_recipients(recipients: Sequence[Organisation]) -> None:
+    """What the link table's foreign keys checked row by row (``StixObject``), once per chunk:
+    every recipient still exists, and, on PostgreSQL, stays so until the chunk commits (the
+    lock a foreign key check takes). The objects' side needs no check: the links name only the
+    rows this chunk has just written."""
+    wanted = {org.pk for org in recipients}
+    if not wanted:
+        return
+    if connection.vendor == "postgresql":
+        table, key = (connection.ops.quote_name(name) for name in (Organisation._meta.db_table, "id"))
+        query = f"SELECT {key} FROM {table} WHERE {key} = ANY(%s) FOR KEY SHARE"  # noqa: S608  (names from the model)
+        with connection.cursor() as cursor:
+            cursor.execute(query, [sorted(wanted)])
+            found = {row[0] for row in cursor.fetchall()}
+    else:  # one writer at a time on SQLite, whose link table keeps its foreign keys anyway
+        found = set(Organisation.objects.filter(pk__in=wanted).values_list("pk", flat=True))
+    if found != wanted:
+        raise IntegrityError(f"recipient organisations {sorted(wanted - found)} no longer exist")
 
 
 def _index_observables(stored: list[tuple[int, str, _Candidate]]) -> None:
