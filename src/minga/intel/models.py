@@ -131,10 +131,24 @@ class Observable(models.Model):
 
 class ObjectObservable(models.Model):
     """An object version carries an observable. Objects correlate through shared observables;
-    no table of object pairs exists, so the index grows with objects, not with their square."""
+    no table of object pairs exists, so the index grows with objects, not with their square.
 
-    stix_object = models.ForeignKey(StixObject, on_delete=models.CASCADE, related_name="observable_links")
-    observable = models.ForeignKey(Observable, on_delete=models.CASCADE, related_name="object_links")
+    Written by the import only, which links the objects it has just written to observables it
+    has just looked up, in one transaction: the rows need neither database foreign keys (on
+    PostgreSQL each row's two were checked at commit; SQLite keeps them, see migration 0008)
+    nor an index per column, which the two below already cover. Deleting an object or an
+    observable through the ORM removes its rows."""
+
+    stix_object = models.ForeignKey(
+        StixObject,
+        on_delete=models.CASCADE,
+        related_name="observable_links",
+        db_index=False,
+        db_constraint=False,
+    )
+    observable = models.ForeignKey(
+        Observable, on_delete=models.CASCADE, related_name="object_links", db_index=False, db_constraint=False
+    )
 
     class Meta:
         constraints = [
