@@ -498,17 +498,26 @@ def _index_observables(stored: list[tuple[int, str, _Candidate]]) -> None:
     wanted = {pair for _pk, found in per_row for pair in found}
     if not wanted:
         return
-    bulk.insert(Observable, ("kind", "value"), sorted(wanted), ignore_conflicts=True)
-    values = sorted({value for _kind, value in wanted})
-    ids = {
-        (kind, value): pk
-        for kind, value, pk in bulk.select_in(Observable, ("kind", "value", "id"), "value", values)
-    }
+    ids = _observable_ids(wanted)
+    # Observables recur across chunks and imports: inserting only the unknown ones spares
+    # PostgreSQL a speculative insertion per known value (ON CONFLICT, ~18 µs a row here).
+    missing = sorted(wanted - ids.keys())
+    if missing:
+        bulk.insert(Observable, ("kind", "value"), missing, ignore_conflicts=True)
+        ids.update(_observable_ids(missing))
     bulk.insert(
         ObjectObservable,
         ("stix_object", "observable"),
         [(pk, ids[pair]) for pk, found in per_row for pair in found],
     )
+
+
+def _observable_ids(pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    """The ids of the stored observables among ``pairs`` (kind, value), and of any other kind
+    with one of their values."""
+    values = sorted({value for _kind, value in pairs})
+    found = bulk.select_in(Observable, ("kind", "value", "id"), "value", values)
+    return {(kind, value): pk for kind, value, pk in found}
 
 
 def import_bundle(
