@@ -308,6 +308,17 @@ def _serialise_chunk_writes() -> None:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [CHUNK_WRITE_LOCK])
 
 
+def _date_added_now() -> datetime:
+    """The ``date_added`` of the versions a chunk stores: now, and never earlier than the newest
+    version stored. Chunks are written one at a time and this is read inside that turn, so
+    ``date_added`` grows in commit order even with workers on several machines whose clocks
+    differ, or a clock stepped back: a TAXII client that pages, or polls with ``added_after``,
+    never misses a version committed after its last page (one probe of the date_added index)."""
+    now = timezone.now()
+    newest = StixObject.objects.order_by("-date_added").values_list("date_added", flat=True).first()
+    return newest if newest is not None and newest > now else now
+
+
 def _write_chunk(
     candidates: list[_Candidate],
     organisation: Organisation,
@@ -377,7 +388,7 @@ def _write_chunk_locked(
     if not fresh:
         return
 
-    now = timezone.now()
+    now = _date_added_now()
     rows = []
     for c in fresh:
         obj = c.obj
