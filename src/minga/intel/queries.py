@@ -434,11 +434,14 @@ def _sighted(user: Reader, ids: dict[int, str], limit: int) -> tuple[int, list[S
     first_of: dict[str, int] = {}
     for pk in sorted(ids):
         first_of.setdefault(ids[pk], pk)
+    # The sightings' rows come from the index first (most imports have none), and only then
+    # meet the access policy, as in ``correlations``.
+    found = bulk.select_in(StixObject, ("id",), "sighting_of_ref", sorted(first_of), {"is_latest": True})
     sightings = latest_visible(user).filter(type="sighting", revoked=False)
     totals: dict[str, tuple[int, int, datetime | None]] = {}
-    for batch in _batches(sorted(first_of)):
+    for batch in _batches(sorted(pk for (pk,) in found)):
         per_object = (
-            sightings.filter(sighting_of_ref__in=batch)
+            sightings.filter(pk__in=batch)
             .order_by()
             .values("sighting_of_ref")
             .annotate(n=Count("pk"), count=Sum("sighting_count"), last=Max("last_seen"))
