@@ -38,6 +38,7 @@ def run(scratch: Path, url: str, total: int, rng: random.Random) -> None:
 
     from minga.core import services as core_services
     from minga.core.choices import TLP
+    from minga.intel import queries as queries_module
     from minga.intel import services
     from minga.intel.models import ImportJob, Observable
 
@@ -111,6 +112,15 @@ def run(scratch: Path, url: str, total: int, rng: random.Random) -> None:
     print(
         f"  {found['correlated']:,} of {found['examined']:,} imported objects share an observable "
         f"with readable objects; {len(found['matches'])} listed"
+    )
+    # The store's own import, as large as it is: what its page would compute.
+    pks = [pk for first, last in filled.stored_ranges for pk in range(first, last + 1)]
+    started = time.perf_counter()
+    whole = queries_module.import_correlations(analyst, pks)
+    print(
+        f"  correlations of the {len(pks):,}-object store import itself: "
+        f"{time.perf_counter() - started:.2f} s; {whole.correlated:,} of {whole.examined:,} correlate, "
+        f"{whole.sighted_total:,} sighted"
     )
 
 

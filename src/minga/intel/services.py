@@ -119,7 +119,10 @@ class ImportResult:
 
     def merge(self, other: ImportResult) -> None:
         for first, last in other.stored_ranges:
-            add_ranges(self.stored_ranges, range(first, last + 1))
+            if self.stored_ranges and first == self.stored_ranges[-1][1] + 1:
+                self.stored_ranges[-1][1] = last  # the next chunk continues this one's range
+            else:
+                self.stored_ranges.append([first, last])
         self.accepted += other.accepted
         self.duplicates += other.duplicates
         self.rejected += other.rejected
@@ -146,8 +149,6 @@ def add_ranges(ranges: list[list[int]], pks: Iterable[int]) -> None:
     assumed (on PostgreSQL another session may draw from the sequence between two of a chunk's
     pks): it only keeps the list short."""
     for pk in sorted(pks):
-        if ranges and ranges[-1][0] <= pk <= ranges[-1][1]:
-            continue
         if ranges and pk == ranges[-1][1] + 1:
             ranges[-1][1] = pk
         else:
