@@ -10,6 +10,7 @@ client, the Correlations section included) and of its REST answer.
 
     python benchmarks/intel_import_page.py                       # SQLite, 100,000 objects
     python benchmarks/intel_import_page.py --objects 1000000     # a larger store
+    python benchmarks/intel_import_page.py --profile             # pyinstrument, one page
     MINGA_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/minga_page_bench \\
         python benchmarks/intel_import_page.py                   # creates, then drops, it
 """
@@ -31,7 +32,7 @@ from scratch import scratch_node
 RUNS = 3
 
 
-def run(scratch: Path, url: str, total: int, rng: random.Random) -> None:
+def run(scratch: Path, url: str, total: int, rng: random.Random, profile: bool = False) -> None:
     from django.db import connection
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
@@ -108,6 +109,14 @@ def run(scratch: Path, url: str, total: int, rng: random.Random) -> None:
         slowest = sorted(queries.captured_queries, key=lambda q: -float(q["time"]))[:3]
         for query in slowest:
             print(f"    {float(query['time']) * 1000:.0f} ms: {query['sql'][:160]}")
+    if profile:
+        from pyinstrument import Profiler
+
+        profiler = Profiler()
+        profiler.start()
+        client.get(f"/intel/imports/{job.uuid}/")
+        profiler.stop()
+        print(profiler.output_text(color=False, show_all=False))
     found = client.get(f"/api/v1/intel/imports/{job.uuid}").json()["correlations"]
     print(
         f"  {found['correlated']:,} of {found['examined']:,} imported objects share an observable "
@@ -129,10 +138,11 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--objects", type=int, default=100_000, help="objects in the store")
+    parser.add_argument("--profile", action="store_true", help="profile one page with pyinstrument")
     args = parser.parse_args()
     rng = random.Random(2026)
     with scratch_node("minga-page-bench-") as node:
-        run(node.folder, node.url, args.objects, rng)
+        run(node.folder, node.url, args.objects, rng, args.profile)
 
 
 if __name__ == "__main__":

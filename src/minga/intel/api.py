@@ -355,7 +355,9 @@ class SightedImportOut(Schema):
 
 
 class ImportCorrelationsOut(Schema):
-    examined: int = Field(..., description="Imported objects the caller may read")
+    stored: int = Field(..., description="Object versions the import stored")
+    asked: int = Field(..., description="Of those, how many were examined: the first 20,000")
+    examined: int = Field(..., description="Of those, the ones the caller may read")
     correlated: int = Field(..., description="Of those, how many share an observable with another")
     matches: list[ImportedMatchOut] = Field(..., description="The first 100 of them, in import order")
     sighted_total: int = Field(..., description="Imported objects seen in sightings the caller may read")
@@ -390,7 +392,7 @@ def get_import(request: HttpRequest, uuid: UUID) -> dict[str, Any]:
     job: ImportJob = get_object_or_404(queries.import_jobs(_user(request)), uuid=uuid)
     found = None
     if job.status == ImportStatus.DONE:
-        found = queries.import_correlations(request.user, job.stored_pks())
+        found = queries.import_correlations(request.user, job)
     return {
         "id": job.uuid,
         "file_name": job.file_name,

@@ -175,9 +175,21 @@ class ImportJob(models.Model):
     def __str__(self) -> str:
         return f"{self.file_name} ({self.get_status_display()})"
 
-    def stored_pks(self) -> list[int]:
-        """The pks of the object versions this import stored, in the order they were stored."""
-        return [pk for first, last in self.stored_ranges for pk in range(first, last + 1)]
+    def stored_pks(self, limit: int | None = None) -> list[int]:
+        """The pks of the object versions this import stored, in the order they were stored
+        (the first ``limit`` of them)."""
+        pks: list[int] = []
+        for first, last in self.stored_ranges:
+            if limit is not None and len(pks) + last - first + 1 > limit:
+                pks.extend(range(first, first + limit - len(pks)))
+                break
+            pks.extend(range(first, last + 1))
+        return pks
+
+    @property
+    def stored_count(self) -> int:
+        """How many object versions this import stored."""
+        return sum(last - first + 1 for first, last in self.stored_ranges)
 
     @property
     def percent(self) -> int:

@@ -170,6 +170,6 @@ def import_detail(request: HttpRequest, uuid: UUID) -> HttpResponse:
     job = get_object_or_404(queries.import_jobs(_user(request)), uuid=uuid)
     found = None
     if job.status == ImportStatus.DONE:
-        found = queries.import_correlations(request.user, job.stored_pks())
+        found = queries.import_correlations(request.user, job)
     context = {"job": job, "recipients": job.recipients.all(), "found": found}
     return render(request, "intel/import_detail.html", context)

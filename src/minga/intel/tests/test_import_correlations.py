@@ -170,7 +170,8 @@ def test_the_api_answers_an_import_job_with_its_correlations(
     assert (answer["status"], answer["accepted"], answer["rejected"]) == ("done", 3, 1)
     assert answer["organisation"] == "csirt-cl" and answer["percent"] == 100
     found = answer["correlations"]
-    assert (found["examined"], found["correlated"], found["sighted_total"]) == (3, 1, 1)
+    assert (found["stored"], found["asked"], found["examined"]) == (3, 3, 3)
+    assert (found["correlated"], found["sighted_total"]) == (1, 1)
     [match] = found["matches"]
     assert match["object"]["id"] == c2["id"] and match["total"] == 1
     [other] = match["others"]
@@ -238,18 +239,33 @@ def test_ranges_hold_any_pks_contiguous_or_not() -> None:
     assert result.stored_ranges == [[1, 3], [7, 8]]
 
 
-def test_import_correlations_are_bounded(store: Store) -> None:
+def test_import_correlations_are_bounded(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     second = indicator("198.51.100.7", name="Partner's second sight")
     services.import_bundle(None, store.partners[0], stream(second), TLP.AMBER, [store.source])
     objects = [indicator("198.51.100.7", name=f"Copy {n}") for n in range(5)]
-    services.import_bundle(store.analyst, store.source, stream(*objects), TLP.AMBER)
-    pks = list(StixObject.objects.filter(stix_id__in=[o["id"] for o in objects]).values_list("pk", flat=True))
-    found = queries.import_correlations(store.analyst, pks, limit=2, per_object=1)
+    job = _upload(_client(store.analyst), store, "copies.json", json.dumps(bundle(*objects)).encode())
+    pks = job.stored_pks()
+    found = queries.import_correlations(store.analyst, job, limit=2, per_object=1)
     # Each copy correlates with the partner's two indicators, not with the four other copies;
     # two copies are listed, each with the newest of its two.
-    assert (found.examined, found.correlated, len(found.matches)) == (5, 5, 2)
+    assert (found.stored, found.asked, found.examined, found.correlated) == (5, 5, 5, 5)
     assert [m.total for m in found.matches] == [2, 2]
     assert [[c.obj.stix_id for c in m.others] for m in found.matches] == [[second["id"]]] * 2
+    assert [m.obj.pk for m in found.matches] == pks[:2]  # in import order
     # Asked without the import's own objects in view, the copies meet each other too.
     together = queries.correlate_many(store.analyst, pks)
     assert all(len(others) == 6 for others in together.links.values())
+    # A larger import than the page examines says so.
+    monkeypatch.setattr(queries, "IMPORT_EXAMINED", 3)
+    found = queries.import_correlations(store.analyst, job)
+    assert (found.stored, found.asked, found.examined, found.correlated) == (5, 3, 3, 3)
+    page = _client(store.analyst).get(f"/intel/imports/{job.uuid}/").content.decode()
+    assert "The first 3 of the 5 objects this import stored were examined." in page
+    assert "3 of the 3 imported objects you may read share an observable" in page
+
+
+def test_stored_pks_read_the_ranges_in_order_up_to_a_limit() -> None:
+    job = ImportJob(stored_ranges=[[10, 12], [20, 20], [30, 33]])
+    assert job.stored_pks() == [10, 11, 12, 20, 30, 31, 32, 33] and job.stored_count == 8
+    assert job.stored_pks(4) == [10, 11, 12, 20] and job.stored_pks(5) == [10, 11, 12, 20, 30]
+    assert job.stored_pks(2) == [10, 11] and ImportJob().stored_pks() == []
