@@ -391,11 +391,12 @@ def import_correlations(
     per_object: int = IMPORT_OTHERS_SHOWN,
 ) -> ImportCorrelations:
     """What the versions ``job`` stored (the first ``IMPORT_EXAMINED``) share with the rest of
-    the store (not with each other), as ``user`` may see it: how many correlate,
-    and the first ``limit`` with up to ``per_object`` of their others each (``correlate_many``:
-    the policy applies to the imported versions and to the others, so nothing hidden is listed
-    or counted), and the imported objects that readable sightings saw, most sighted first.
-    A fixed number of batched queries, however large the import."""
+    the store (not with each other), as ``user`` may see it: how many correlate, and the first
+    ``limit`` with up to ``per_object`` of their others each (``correlate_many``: the policy
+    applies to the imported versions and to the others, so nothing hidden is listed or
+    counted), and the imported objects that readable sightings saw, most sighted first. A
+    fixed number of batched queries, however large the import. Callers check first that
+    ``user`` may follow ``job`` (``import_jobs``)."""
     pks = job.stored_pks(IMPORT_EXAMINED)
     batch = correlate_many(user, pks, among_others=True)
     correlated = sorted(pk for pk, others in batch.links.items() if others)
@@ -454,8 +455,10 @@ def _sighted(user: Reader, ids: dict[int, str], limit: int) -> tuple[int, list[S
             .values("sighting_of_ref")
             .annotate(n=Count("pk"), count=Sum("sighting_count"), last=Max("last_seen"))
         )
-        for row in per_object:
-            totals[row["sighting_of_ref"]] = (row["n"], row["count"] or 0, row["last"])
+        for row in per_object:  # an object's sightings may fall in several batches: add them up
+            n, count, last = totals.get(row["sighting_of_ref"], (0, 0, None))
+            latest = max((t for t in (last, row["last"]) if t is not None), default=None)
+            totals[row["sighting_of_ref"]] = (n + row["n"], count + (row["count"] or 0), latest)
     top = sorted(totals, key=lambda i: (-totals[i][1], -totals[i][0], first_of[i]))[:limit]
     rows = _rows(user, {first_of[i] for i in top})
     shown = [SightedImport(rows[first_of[i]], *totals[i]) for i in top if first_of[i] in rows]

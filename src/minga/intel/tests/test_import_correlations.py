@@ -269,3 +269,18 @@ def test_stored_pks_read_the_ranges_in_order_up_to_a_limit() -> None:
     assert job.stored_pks() == [10, 11, 12, 20, 30, 31, 32, 33] and job.stored_count == 8
     assert job.stored_pks(4) == [10, 11, 12, 20] and job.stored_pks(5) == [10, 11, 12, 20, 30]
     assert job.stored_pks(2) == [10, 11] and ImportJob().stored_pks() == []
+
+
+def test_sightings_are_added_up_however_many_there_are(store: Store) -> None:
+    # More sightings of one object than one IN (...) takes on SQLite (900): counted in batches.
+    c2 = indicator("198.51.100.7", name="Imported C2 address")
+    seen = [
+        sighting(c2["id"], 2, "2026-01-01T00:00:00Z", f"2026-01-{1 + n % 28:02d}T00:00:00Z")
+        for n in range(950)
+    ]
+    job = _upload(_client(store.analyst), store, "seen.json", json.dumps(bundle(c2, *seen)).encode())
+    found = queries.import_correlations(store.analyst, job)
+    assert found.sighted_total == 1
+    [sighted] = found.sighted
+    assert (sighted.obj.stix_id, sighted.sightings, sighted.count) == (c2["id"], 950, 1900)
+    assert sighted.last_seen is not None and sighted.last_seen.day == 28
