@@ -308,7 +308,7 @@ class EventRecipient(models.Model):
     with it by Django (which cascades itself) or with its month's partition."""
 
     event = models.ForeignKey(
-        Event, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False
+        Event, on_delete=models.CASCADE, related_name="routes", db_index=False, db_constraint=False
     )
     organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="+", db_index=False)
     time = models.DateTimeField()

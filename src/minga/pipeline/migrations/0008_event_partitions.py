@@ -142,7 +142,7 @@ class Migration(migrations.Migration):
                 db_constraint=False,
                 db_index=False,
                 on_delete=django.db.models.deletion.CASCADE,
-                related_name="+",
+                related_name="routes",
                 to="pipeline.event",
             ),
         ),

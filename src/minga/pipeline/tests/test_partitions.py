@@ -251,3 +251,22 @@ def test_the_migration_converts_a_plain_table_keeping_rows_ids_and_keys(make_org
         assert ("p", 'PRIMARY KEY (id, "time")') in constraints
         assert any(kind == "f" and "REFERENCES pipeline_feed(id)" in text for kind, text in constraints)
         assert _exists("probe_note") and not _exists("probe_event_unpartitioned")
+
+
+def test_the_command_line_creates_the_months_now(make_org):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    scan_feed(make_org("hub"), retention_days=100)
+    out = StringIO()
+    call_command("feed", "partitions", stdout=out)
+    if connection.vendor == "sqlite":
+        assert "not partitioned" in out.getvalue()
+        return
+    oldest = partitions.month_of(timezone.now() - timedelta(days=100))
+    assert partitions.partition_name("pipeline_event", oldest) in out.getvalue()
+    assert oldest in partitions.months("pipeline_eventrecipient")
+    again = StringIO()
+    call_command("feed", "partitions", stdout=again)
+    assert "created 0 monthly partitions" in again.getvalue()
