@@ -29,6 +29,10 @@ from minga.core import audit
 from minga.pipeline.models import Event, EventRecipient, Feed
 
 AHEAD = 2  # months created after the current one
+# Months kept before the current one at most, whatever a feed's retention: every partition costs
+# each query that cannot prune (an organisation's newest events) one more index probe, and
+# planning time. Older events stay in DEFAULT, purged by DELETE.
+MOST_MONTHS_BACK = 36
 DEFAULT_RETENTION_DAYS = 365  # when no feed exists yet: Feed.retention_days' default
 _MONTH = re.compile(r"_p(\d{4})_(\d{2})$")
 
@@ -77,9 +81,14 @@ def months(table: str) -> dict[datetime, str]:
 
 
 def wanted_months(now: datetime) -> list[datetime]:
-    """From the month of the oldest time any feed keeps to ``AHEAD`` months after ``now``'s."""
+    """From the month of the oldest time any feed keeps (at most ``MOST_MONTHS_BACK`` months
+    back) to ``AHEAD`` months after ``now``'s."""
     longest = Feed.objects.aggregate(days=Max("retention_days"))["days"] or DEFAULT_RETENTION_DAYS
     month, last = month_of(now - timedelta(days=longest)), month_of(now)
+    if (last.year - month.year) * 12 + last.month - month.month > MOST_MONTHS_BACK:
+        month = datetime(last.year - MOST_MONTHS_BACK // 12, last.month, 1, tzinfo=UTC)
+        for _ in range(MOST_MONTHS_BACK % 12):
+            month = datetime(month.year - (month.month == 1), (month.month - 2) % 12 + 1, 1, tzinfo=UTC)
     for _ in range(AHEAD):
         last = next_month(last)
     wanted = []

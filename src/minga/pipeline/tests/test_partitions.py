@@ -270,3 +270,17 @@ def test_the_command_line_creates_the_months_now(make_org):
     again = StringIO()
     call_command("feed", "partitions", stdout=again)
     assert "created 0 monthly partitions" in again.getvalue()
+
+
+def test_the_months_kept_follow_the_longest_retention_up_to_three_years(make_org):
+    now = datetime(2026, 11, 29, 12, tzinfo=UTC)
+    hub = make_org("hub")
+    assert partitions.wanted_months(now)[0] == datetime(2025, 11, 1, tzinfo=UTC)  # 365 days, no feed
+    feed = scan_feed(hub, retention_days=40)
+    wanted = partitions.wanted_months(now)
+    assert wanted[0] == datetime(2026, 10, 1, tzinfo=UTC) and wanted[-1] == datetime(2027, 1, 1, tzinfo=UTC)
+    feed.retention_days = 36_500
+    feed.save()
+    wanted = partitions.wanted_months(now)
+    assert len(wanted) == partitions.MOST_MONTHS_BACK + 1 + partitions.AHEAD
+    assert wanted[0] == datetime(2023, 11, 1, tzinfo=UTC)
