@@ -172,9 +172,8 @@ def drop_expired(cutoffs: dict[int, datetime]) -> dict[int, int]:
         return {}
     limit = min(cutoffs.values())
     events, recipients = tables()
-    expired = sorted(
-        month for month in months(events) if next_month(month) <= limit and month in months(recipients)
-    )
+    both = months(events).keys() & months(recipients).keys()
+    expired = sorted(month for month in both if next_month(month) <= limit)
     if not expired:
         return {}
     quote = connection.ops.quote_name
