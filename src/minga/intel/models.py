@@ -187,6 +187,10 @@ class ImportJob(models.Model):
     duplicates = models.PositiveIntegerField(_("already stored"), default=0)
     rejected = models.PositiveIntegerField(_("rejected"), default=0)
     rejections = models.JSONField(default=list, blank=True)
+    # The object versions the import stored, as pk ranges [first, last] (inclusive): each chunk
+    # draws its pks at once under the chunk write lock, so a chunk is one range or a few and a
+    # 100,000-object import a handful; the page correlates them without a link row per object.
+    stored_ranges = models.JSONField(default=list, blank=True)
     message = models.TextField(blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -197,6 +201,22 @@ class ImportJob(models.Model):
 
     def __str__(self) -> str:
         return f"{self.file_name} ({self.get_status_display()})"
+
+    def stored_pks(self, limit: int | None = None) -> list[int]:
+        """The pks of the object versions this import stored, in the order they were stored
+        (the first ``limit`` of them)."""
+        pks: list[int] = []
+        for first, last in self.stored_ranges:
+            if limit is not None and len(pks) + last - first + 1 > limit:
+                pks.extend(range(first, first + limit - len(pks)))
+                break
+            pks.extend(range(first, last + 1))
+        return pks
+
+    @property
+    def stored_count(self) -> int:
+        """How many object versions this import stored."""
+        return sum(last - first + 1 for first, last in self.stored_ranges)
 
     @property
     def percent(self) -> int:
