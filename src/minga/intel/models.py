@@ -135,7 +135,7 @@ class ObjectObservable(models.Model):
 
     Written by the import only, which links the objects it has just written to observables it
     has just looked up, in one transaction: the rows need neither database foreign keys (on
-    PostgreSQL each row's two were checked at commit; SQLite keeps them, see migration 0008)
+    PostgreSQL each row's two were checked at commit; SQLite keeps them, see migration 0009)
     nor an index per column, which the two below already cover. Deleting an object or an
     observable through the ORM removes its rows."""
 

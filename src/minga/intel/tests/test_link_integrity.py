@@ -104,7 +104,7 @@ def test_a_chunk_naming_an_organisation_that_is_gone_is_refused_whole(
 @pytest.mark.parametrize("model", [LINKS, ObjectObservable], ids=["recipients", "observables"])
 def test_the_link_tables_have_foreign_keys_on_sqlite_only(model: type[models.Model]) -> None:
     """The migrations drop them on PostgreSQL, where they cost the import most; SQLite keeps
-    them, rather than rebuild the tables (``0007_recipient_links_unchecked``, ``0008``)."""
+    them, rather than rebuild the tables (``0008_recipient_links_unchecked``, ``0009``)."""
     with connection.cursor() as cursor:
         constraints = connection.introspection.get_constraints(cursor, model._meta.db_table)
     keys = {c["columns"][0] for c in constraints.values() if c["foreign_key"]}

@@ -20,7 +20,7 @@ class AlterFieldOnPostgreSQL(migrations.AlterField):
 class Migration(migrations.Migration):
     dependencies = [
         ("core", "0003_scheduled_job"),
-        ("intel", "0006_unrivalled"),
+        ("intel", "0007_import_stored_ranges"),
     ]
 
     operations = [

@@ -30,7 +30,7 @@ class RunSQLOnPostgreSQL(migrations.RunSQL):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("intel", "0007_recipient_links_unchecked"),
+        ("intel", "0008_recipient_links_unchecked"),
     ]
 
     operations = [
