@@ -64,7 +64,7 @@ class StixObject(SharedObject):
     received_from = models.CharField(_("received from"), max_length=100, blank=True, db_default="")
     # As SharedObject's, without database foreign keys on the link rows: an import writes one
     # row per object per recipient, and PostgreSQL checked both keys of every row at commit
-    # (about a fifth of an import's time). The import checks the recipients once per chunk
+    # (1.5 of 11 CPU seconds for 100,000 objects). The import checks the recipients once per chunk
     # and links only the rows it has just written; deletions go through the ORM, which removes
     # an object's link rows (``services.delete_versions``). On SQLite the keys stay in place:
     # the migration drops them on PostgreSQL only, rather than rebuild the table.
