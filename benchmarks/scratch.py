@@ -58,6 +58,15 @@ def postgres_database(url: str, action: str) -> None:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
+def postgres_database_exists(url: str) -> bool:
+    """Whether the scratch database ``url`` names exists (kept by an earlier run)."""
+    import psycopg
+
+    admin, name = _admin_url(url)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone() is not None
+
+
 @contextmanager
 def scratch_node(prefix: str = "minga-bench-", *, sqlite_only: bool = False) -> Iterator[Node]:
     """Point the settings at a fresh database before Django reads them, set Django up and

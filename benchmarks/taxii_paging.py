@@ -46,12 +46,14 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from scratch import postgres_database, postgres_database_exists  # noqa: E402
 
 PAGING_TARGET = 20_000  # objects/s
 FILTERED_TARGET_MS = 50  # p95
@@ -231,33 +233,6 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 # --- Minga ---------------------------------------------------------------------------------------
 
 
-def _admin_url(url: str) -> tuple[str, str]:
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/")
-    if not name or name in {"postgres", "template0", "template1"}:
-        raise SystemExit(f"MINGA_DATABASE_URL must name a scratch database of its own, not {name!r}")
-    return urlunsplit(parts._replace(path="/postgres")), name
-
-
-def _postgres(url: str, action: str) -> None:
-    import psycopg
-    from psycopg import sql
-
-    admin, name = _admin_url(url)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        if action == "create":
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-
-
-def _postgres_exists(url: str) -> bool:
-    import psycopg
-
-    admin, name = _admin_url(url)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone() is not None
-
-
 def minga_phase(total: int, reuse: str = "") -> dict[str, Any]:
     """Run in a child process (Django is set up once per process): a fresh database with
     ``total`` objects, a Minga server on it, the measurements. With ``reuse`` (a folder), the
@@ -283,8 +258,8 @@ def minga_phase(total: int, reuse: str = "") -> dict[str, Any]:
         os.environ.update(env)
         os.environ["DJANGO_SETTINGS_MODULE"] = "minga.settings"
         postgres = url.startswith(("postgres://", "postgresql://"))
-        if postgres and not (reuse and _postgres_exists(url)):
-            _postgres(url, "create")
+        if postgres and not (reuse and postgres_database_exists(url)):
+            postgres_database(url, "create")
         try:
             return _minga_run(total, env)
         finally:
@@ -292,7 +267,7 @@ def minga_phase(total: int, reuse: str = "") -> dict[str, Any]:
                 from django.db import connections
 
                 connections.close_all()
-                _postgres(url, "drop")
+                postgres_database(url, "drop")
 
 
 def _minga_run(total: int, env: dict[str, str]) -> dict[str, Any]:

@@ -52,6 +52,15 @@ def test_analyst_imports_a_bundle_and_sees_correlations_and_sightings(
     services.run_import_job(ImportJob.objects.get().pk)  # what the worker does
     page.reload()
     expect(page.locator("main")).to_contain_text("Done")
+    # At once, the import's page says what the partner shared of the same address, and how
+    # often the imported indicator was sighted.
+    found = page.locator("section", has=page.get_by_role("heading", name="Correlations"))
+    expect(found).to_contain_text("1 of the 2 imported objects you may read shares an observable")
+    expect(found.get_by_role("link", name="198.51.100.23")).to_be_visible()
+    expect(found).to_contain_text(partners[0].name)
+    expect(found).to_contain_text("1 imported object was sighted")
+    expect(found.get_by_role("row", name="Command server of the demo worm 1 5")).to_be_visible()
+    save_doc_screenshot(page, "intel-import-correlations.png")
 
     page.get_by_role("link", name="STIX objects").click()
     page.get_by_role("link", name="Command server of the demo worm").click()

@@ -4,10 +4,12 @@ sightings, imports (STIX bundles, MISP events, CSV) and exports. Every read goes
 import io
 from datetime import datetime
 from typing import Annotated, Any, Literal
+from uuid import UUID
 
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404
 from django.utils.translation import gettext as _
 from ninja import Field, Query, Router, Schema
 from ninja.pagination import paginate
@@ -19,7 +21,8 @@ from minga.core.api import Pages
 from minga.core.choices import TLP
 from minga.core.models import Organisation, User
 from minga.intel import queries, services, stix
-from minga.intel.models import StixObject
+from minga.intel.choices import ImportStatus
+from minga.intel.models import ImportJob, StixObject
 
 router = Router(tags=["intel"])
 
@@ -328,3 +331,82 @@ def import_file(request: HttpRequest, params: Query[FileImportQuery]) -> dict[st
         source="api",
     )
     return result.as_dict()
+
+
+class ImportedMatchOut(Schema):
+    object: ObjectOut
+    others: list[CorrelationOut] = Field(..., description="The first readable objects sharing an observable")
+    total: int = Field(..., description="How many readable objects share an observable with it (up to 200)")
+
+    @staticmethod
+    def resolve_object(item: queries.ImportedMatch) -> StixObject:
+        return item.obj
+
+
+class SightedImportOut(Schema):
+    object: ObjectOut
+    sightings: int = Field(..., description="Sighting objects the caller may see")
+    count: int = Field(..., description="Times sighted, summed over those sightings")
+    last_seen: datetime | None
+
+    @staticmethod
+    def resolve_object(item: queries.SightedImport) -> StixObject:
+        return item.obj
+
+
+class ImportCorrelationsOut(Schema):
+    stored: int = Field(..., description="Object versions the import stored")
+    asked: int = Field(..., description="Of those, how many were examined: the first 20,000")
+    examined: int = Field(..., description="Of those, the ones the caller may read")
+    correlated: int = Field(..., description="Of those, how many share an observable with another")
+    matches: list[ImportedMatchOut] = Field(..., description="The first 100 of them, in import order")
+    sighted_total: int = Field(..., description="Imported objects seen in sightings the caller may read")
+    sighted: list[SightedImportOut] = Field(..., description="The 100 most sighted")
+
+
+class ImportJobOut(Schema):
+    id: UUID
+    file_name: str
+    format: str
+    organisation: str = Field(..., description="Short name of the organisation it imported for")
+    tlp: TLP
+    status: str
+    percent: int
+    accepted: int
+    duplicates: int
+    rejected: int
+    rejections: list[RejectionOut] = Field(..., description="The first 100 rejected objects")
+    message: str
+    created_at: datetime
+    finished_at: datetime | None
+    correlations: ImportCorrelationsOut | None = Field(
+        ..., description="Once done: what the imported objects share with objects the caller may read"
+    )
+
+
+@router.get("/imports/{uuid}", response=ImportJobOut)
+def get_import(request: HttpRequest, uuid: UUID) -> dict[str, Any]:
+    """An upload's import job (of an organisation the caller is a member of): its progress and,
+    once done, the imported objects that share an observable with other objects the caller may
+    read, with those objects, and how often the imported objects were sighted."""
+    job: ImportJob = get_object_or_404(queries.import_jobs(_user(request)), uuid=uuid)
+    found = None
+    if job.status == ImportStatus.DONE:
+        found = queries.import_correlations(request.user, job)
+    return {
+        "id": job.uuid,
+        "file_name": job.file_name,
+        "format": job.format,
+        "organisation": job.organisation.short_name,
+        "tlp": job.tlp,
+        "status": job.status,
+        "percent": job.percent,
+        "accepted": job.accepted,
+        "duplicates": job.duplicates,
+        "rejected": job.rejected,
+        "rejections": job.rejections,
+        "message": job.message,
+        "created_at": job.created_at,
+        "finished_at": job.finished_at,
+        "correlations": found,
+    }

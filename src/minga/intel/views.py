@@ -21,8 +21,9 @@ from django.views.decorators.http import require_http_methods
 from minga.core.forms import attach_service_errors
 from minga.core.models import User
 from minga.intel import queries, services, stix
+from minga.intel.choices import ImportStatus
 from minga.intel.forms import ObjectFilterForm, UploadForm
-from minga.intel.models import ImportJob, StixObject
+from minga.intel.models import StixObject
 
 OBJECTS_PER_PAGE = 50
 
@@ -131,12 +132,6 @@ def export(request: HttpRequest) -> HttpResponse:
     return response
 
 
-def _jobs(user: User) -> Any:
-    return ImportJob.objects.filter(
-        organisation__memberships__user=user, organisation__memberships__is_active=True
-    ).select_related("organisation", "created_by")
-
-
 @login_required
 @require_http_methods(["GET", "POST"])
 def imports(request: HttpRequest) -> HttpResponse:
@@ -164,11 +159,17 @@ def imports(request: HttpRequest) -> HttpResponse:
         else:
             messages.success(request, _("The file is queued for import."))
             return redirect("intel:import_detail", uuid=job.uuid)
-    page = Paginator(_jobs(user), 50).get_page(request.GET.get("page"))
+    page = Paginator(queries.import_jobs(user), 50).get_page(request.GET.get("page"))
     return render(request, "intel/imports.html", {"form": form, "page": page})
 
 
 @login_required
 def import_detail(request: HttpRequest, uuid: UUID) -> HttpResponse:
-    job = get_object_or_404(_jobs(_user(request)).distinct(), uuid=uuid)
-    return render(request, "intel/import_detail.html", {"job": job, "recipients": job.recipients.all()})
+    """An import's progress and, once done, what its objects share with the objects the viewer
+    may read, and how often they were sighted."""
+    job = get_object_or_404(queries.import_jobs(_user(request)), uuid=uuid)
+    found = None
+    if job.status == ImportStatus.DONE:
+        found = queries.import_correlations(request.user, job)
+    context = {"job": job, "recipients": job.recipients.all(), "found": found}
+    return render(request, "intel/import_detail.html", context)

@@ -242,6 +242,12 @@ class Event(SharedObject):
         related_name="+",
         verbose_name=_("routed to"),
     )
+    # Feeds are never TLP:RED, so no event names users and this table stays empty. No database
+    # foreign keys (Django deletes its rows itself): on PostgreSQL the event table is
+    # partitioned by time and its key is (id, time), which a key on event_id alone cannot name.
+    recipient_users = models.ManyToManyField(  # type: ignore[assignment]
+        User, blank=True, related_name="+", verbose_name=_("recipient users"), db_constraint=False
+    )
     feed = models.ForeignKey(Feed, on_delete=models.CASCADE, related_name="+", db_index=False)
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="+", db_index=False)
     line = models.PositiveIntegerField(_("line"))
@@ -261,9 +267,11 @@ class Event(SharedObject):
     destination_url = models.CharField(_("destination URL"), max_length=2048, blank=True)
     destination_country = models.CharField(_("destination country"), max_length=2, blank=True)
     is_routed = models.BooleanField(_("routed"), default=False)
-    # A 64-bit hash of the feed, the de-duplication window the event falls in and its key
-    # fields (or of its run and line when the feed keeps every event). Unique per feed: a
-    # duplicate, in this chunk, another chunk or another run, is never stored twice.
+    # A 64-bit hash of the de-duplication window the event falls in and its key fields (or of
+    # its run and line when the feed keeps every event). Once per feed: a duplicate, in this
+    # chunk, another chunk or another run, is never stored twice. The writers guarantee it (the
+    # chunks of a feed are written one at a time, each looking its keys up first); SQLite's
+    # index is also unique, PostgreSQL's cannot be (see below).
     dedup_key = models.BigIntegerField()
 
     class Meta:
@@ -271,10 +279,15 @@ class Event(SharedObject):
         # of its range of the recipients' (organisation, event) index. No index on time: each one
         # costs every insert (a third of the writing time at a million events), and the time
         # filters apply within an organisation's or a feed's range.
+        #
+        # On PostgreSQL the table is partitioned by month of ``time`` (``minga.pipeline.partitions``,
+        # migration 0008): its primary key is (id, time), since every unique index of a partitioned
+        # table must hold the partition key, so (feed, dedup_key) cannot be unique across the
+        # partitions and is a plain index there (SQLite's is unique: migration 0008 makes it so).
         ordering = ["-id"]
         verbose_name = _("event")
         verbose_name_plural = _("events")
-        constraints = [models.UniqueConstraint(fields=["feed", "dedup_key"], name="pipeline_event_key")]
+        indexes = [models.Index(fields=["feed", "dedup_key"], name="pipeline_event_key")]
 
     def __str__(self) -> str:
         return (
@@ -286,15 +299,25 @@ class EventRecipient(models.Model):
     """An organisation an event was routed to. Indexed by organisation then event, so an
     organisation's newest events are the end of one range of one index however large the table
     grows, and rows are appended in index order as events arrive (event ids only grow). The
-    event's time is copied here for time filters on that range."""
+    event's time is copied here for time filters on that range.
 
-    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="+", db_index=False)
+    On PostgreSQL the table is partitioned by month of ``time`` like the events, so an expired
+    month's recipients are dropped with its events. No database foreign key to the event: one
+    would have to name (event_id, time), and make every dropped month a detach that checks this
+    whole table first. The rows are written with their event, in its transaction, and deleted
+    with it by Django (which cascades itself) or with its month's partition."""
+
+    event = models.ForeignKey(
+        Event, on_delete=models.CASCADE, related_name="routes", db_index=False, db_constraint=False
+    )
     organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="+", db_index=False)
     time = models.DateTimeField()
 
     class Meta:
+        # With the time, which the event fixes: a unique index of a partitioned table holds the
+        # partition key.
         constraints = [
-            models.UniqueConstraint(fields=["event", "organisation"], name="pipeline_recipient_once")
+            models.UniqueConstraint(fields=["event", "organisation", "time"], name="pipeline_recipient_once")
         ]
         indexes = [models.Index(fields=["organisation", "event"], name="pipeline_recipient_org_event")]
 

@@ -7,8 +7,10 @@ resolution index), duplicates are found with one indexed lookup per few hundred 
 are written with multi-row INSERTs (COPY on PostgreSQL).
 
 Idempotency: the chunk's ``done`` flag is checked inside the writing transaction (SQLite takes
-its write lock at BEGIN; PostgreSQL locks the chunk's row), and the unique (feed, dedup_key)
-constraint backs it: re-running a chunk after a crash neither loses nor duplicates an event.
+its write lock at BEGIN; PostgreSQL locks the chunk's row), and the writers of a feed look its
+keys up one at a time (``lock_feed``; SQLite's unique (feed, dedup_key) index backs it, which
+PostgreSQL's time partitions cannot): re-running a chunk after a crash neither loses nor
+duplicates an event.
 """
 
 from __future__ import annotations
@@ -293,6 +295,7 @@ class Outcome:
     events: list[dict[str, Any]] = field(default_factory=list)
     dead: list[tuple[int, str, str, str]] = field(default_factory=list)  # line, field, reason, raw
     duplicates: int = 0
+    window: int = 0  # the de-duplication window the keys were made with (0: every event kept, or unknown)
     # Fields no event of it can hold (none of the feed's columns fills them): neither routed on
     # nor bound one by one when written.
     blank: tuple[str, ...] = ()
@@ -627,7 +630,7 @@ class Chain:
 
     def run(self, data: bytes, first_line: int, run_id: int) -> Outcome:
         """Every line of a chunk's bytes through parse, normalise, classify and de-duplicate."""
-        outcome = Outcome(blank=self.blank)
+        outcome = Outcome(window=self.window, blank=self.blank)
         lines = self.lines(data, first_line, outcome)
         seen: set[int] = set()
         events = outcome.events
@@ -802,18 +805,37 @@ def _reserve_ids(count: int) -> Sequence[int]:
     return range(first, first + count)
 
 
-def _stored(feed_id: int, keys: list[int]) -> dict[int, tuple[int, int, int, bool]]:
+def _key_times(events: list[dict[str, Any]], window: int) -> tuple[datetime, datetime] | None:
+    """Where the stored events sharing a key with ``events`` can lie in time: a key holds its
+    window, so a duplicate falls in the same window as the new event. None when the keys are
+    runs and lines (``window`` 0): no bound then, as the time was not part of the key."""
+    if window <= 0 or not events:
+        return None
+    seconds = [int(event["time"].timestamp()) for event in events]
+    return (
+        datetime.fromtimestamp(min(seconds) // window * window, UTC),
+        datetime.fromtimestamp((max(seconds) // window + 1) * window, UTC),
+    )
+
+
+def _stored(
+    feed_id: int, keys: list[int], times: tuple[datetime, datetime] | None = None
+) -> dict[int, tuple[int, int, int, bool]]:
     """The feed's stored events that have one of ``keys``: key -> (id, run, line, routed). One
-    probe of the unique (feed, dedup_key) index per key, in one statement."""
+    probe of the (feed, dedup_key) index per key, in one statement. On PostgreSQL, ``times``
+    (from ``_key_times``) limits the probes to the months that can hold them."""
     if not keys:
         return {}
     table = Event._meta.db_table
     columns = '"dedup_key", "id", "run_id", "line", "is_routed"'
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
+            # The bounds are sent as literals (client-side binding), so the planner prunes the
+            # partitions outside them.
+            within = ' AND "time" >= %s AND "time" < %s' if times else ""
             cursor.execute(
-                f'SELECT {columns} FROM "{table}" WHERE "feed_id" = %s AND "dedup_key" = ANY(%s)',  # noqa: S608
-                [feed_id, keys],
+                f'SELECT {columns} FROM "{table}" WHERE "feed_id" = %s AND "dedup_key" = ANY(%s){within}',  # noqa: S608
+                [feed_id, keys, *(times or ())],
             )
             return {row[0]: (row[1], row[2], row[3], bool(row[4])) for row in cursor.fetchall()}
         # The keys as one JSON array: a statement of tens of thousands of parameters took
@@ -889,7 +911,9 @@ def write_events(run: Run, outcome: Outcome, owners: list[tuple[int, ...]]) -> d
     db_time = _time_for_database()
     events = outcome.events
     keys = [event["dedup_key"] for event in events]
-    stored = _stored(feed.pk, keys)
+    stored = _stored(
+        feed.pk, keys, _key_times(events, outcome.window) if connection.vendor == "postgresql" else None
+    )
     takeovers: list[tuple[int, dict[str, Any], tuple[int, ...], int, int, bool]] = []
     duplicates = outcome.duplicates
     fresh: Iterable[int] = range(len(events))
@@ -903,7 +927,7 @@ def write_events(run: Run, outcome: Outcome, owners: list[tuple[int, ...]]) -> d
                 takeovers.append((found[0], events[i], owners[i], *found[1:]))
             else:
                 duplicates += 1
-    # In key order, the unique (feed, dedup_key) index is written page after page rather than
+    # In key order, the (feed, dedup_key) index is written page after page rather than
     # all over (a sixth less time on a large table); the chunk's ids follow that order.
     order = sorted(fresh, key=keys.__getitem__)
     ids = _reserve_ids(len(order))

@@ -54,13 +54,19 @@ def events_visible_to(
     f = filters or EventFilter()
     if f.organisation is not None:
         # Driven from the organisation's range of the recipients' (organisation, event) index:
-        # its events are found without looking at anyone else's, however many there are.
-        routed = EventRecipient.objects.filter(organisation_id=f.organisation.pk)
+        # its events are found without looking at anyone else's, however many there are. A
+        # join (one recipient row per event and organisation), not IN (subquery): on
+        # PostgreSQL's time partitions, the planner answered the semi-join by reading every
+        # month's newest events until it met the organisation's, where the join walks the
+        # organisation's index and looks each event up (two orders of magnitude apart). Ordered
+        # by the index's event column (the same ids): SQLite then reads the index backwards
+        # rather than sorting all of the organisation's events.
+        routed: dict[str, Any] = {"routes__organisation_id": f.organisation.pk}
         if f.since is not None:
-            routed = routed.filter(time__gte=f.since)
+            routed["routes__time__gte"] = f.since
         if f.until is not None:
-            routed = routed.filter(time__lt=f.until)
-        events = events.filter(pk__in=routed.values("event_id"))
+            routed["routes__time__lt"] = f.until
+        events = events.filter(**routed)
     if f.feed:
         events = events.filter(feed__name=f.feed)
     if f.run:
@@ -83,7 +89,7 @@ def events_visible_to(
         events = events.filter(time__lt=f.until)
     if f.routed is not None:
         events = events.filter(is_routed=f.routed)
-    return events.order_by("-id")
+    return events.order_by("-routes__event_id" if f.organisation is not None else "-id")
 
 
 def counts(events: QuerySet[Event]) -> dict[str, Any]:

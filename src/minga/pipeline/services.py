@@ -27,7 +27,7 @@ from minga.core import audit, sealed
 from minga.core.choices import Role
 from minga.core.models import Membership, Organisation, User
 from minga.core.spreadsheet import neutralise
-from minga.pipeline import formats, processing, sources
+from minga.pipeline import formats, partitions, processing, sources
 from minga.pipeline.choices import DOCUMENT_FORMATS, TAXONOMY_OF, FeedFormat, FeedSource, RunSource, RunStatus
 from minga.pipeline.models import COUNTS, EVENT_FIELDS, FEED_TLPS, Chunk, DeadLetter, Event, Feed, Run
 
@@ -679,7 +679,7 @@ def reprocess_dead_letters(actor: User | AnonymousUser | None, run: Run) -> dict
         chain = processing.Chain(options, run.header, run.created_at)
     except ValueError as exc:
         raise ValidationError({"mapping": str(exc)}) from exc
-    outcome = processing.Outcome()
+    outcome = processing.Outcome(window=chain.window)
     lines = [(line, raw) for _pk, line, raw in letters]
     seen: set[int] = set()
     for number, text, values in list(chain.records(lines, outcome)):
@@ -778,16 +778,21 @@ def _cell(value: Any) -> str:
 
 def purge_expired(now: datetime | None = None) -> dict[str, int]:
     """Delete the events older than their feed's retention period, feed by feed; each purge
-    that deletes something is audited (``pipeline.events_purged``, by the node)."""
+    that deletes something is audited (``pipeline.events_purged``, by the node). On PostgreSQL
+    the months older than every feed's cutoff go first, whole (``partitions.drop_expired``,
+    counted and audited before the drop); the rest of each feed's expired events are deleted."""
     now = now or timezone.now()
-    purged: dict[str, int] = {}
-    for feed in Feed.objects.select_related("owner"):
-        cutoff = now - timedelta(days=feed.retention_days)
+    feeds = list(Feed.objects.select_related("owner"))
+    cutoffs = {feed.pk: now - timedelta(days=feed.retention_days) for feed in feeds}
+    dropped = partitions.drop_expired(cutoffs)
+    purged: dict[str, int] = {feed.name: dropped[feed.pk] for feed in feeds if feed.pk in dropped}
+    for feed in feeds:
+        cutoff = cutoffs[feed.pk]
         with transaction.atomic():
             _deleted, per_model = Event.objects.filter(feed=feed, time__lt=cutoff).delete()
             count = per_model.get("pipeline.Event", 0)
             if count:
-                purged[feed.name] = count
+                purged[feed.name] = purged.get(feed.name, 0) + count
                 audit.record(
                     "pipeline.events_purged",
                     obj=feed,

@@ -3,7 +3,8 @@ that the node's TAXII server offers each of its members (read-only).
 
 Each event becomes an ``observed-data`` object and the cyber-observables it names
 (``ipv4-addr`` / ``ipv6-addr``, ``domain-name``, ``url``, ``autonomous-system``, for the source
-and the destination), with the event's TLP as a TLP 2.0 marking:
+and the destination, and a ``network-traffic`` between the addresses when it names a port),
+with the event's TLP as a TLP 2.0 marking:
 
 * the ``observed-data`` id is derived from the event alone, and the event can be found from it
   (a UUID of version 4's shape whose last 62 bits are the event's id, the rest a hash of it);
@@ -55,15 +56,17 @@ COLUMNS = (
     "classification_taxonomy",
     "classification_type",
     "source_ip",
+    "source_port",
     "source_asn",
     "source_fqdn",
     "source_url",
     "destination_ip",
+    "destination_port",
     "destination_asn",
     "destination_fqdn",
     "destination_url",
 )
-OBSERVABLE_TYPES = ("ipv4-addr", "ipv6-addr", "domain-name", "url", "autonomous-system")
+OBSERVABLE_TYPES = ("ipv4-addr", "ipv6-addr", "domain-name", "url", "autonomous-system", "network-traffic")
 
 
 def collection_id(organisation: Organisation) -> str:
@@ -123,19 +126,30 @@ def _timestamp(value: datetime) -> str:
 def _observables(row: dict[str, Any]) -> list[dict[str, Any]]:
     found: dict[str, dict[str, Any]] = {}
 
-    def add(kind: str, **props: Any) -> None:
+    def add(kind: str, **props: Any) -> str:
         obj_id = sco_id(kind, props)
         found.setdefault(obj_id, {"type": kind, "spec_version": "2.1", "id": obj_id, **props})
+        return obj_id
 
-    for side in ("source", "destination"):
+    traffic: dict[str, Any] = {}  # network-traffic's properties, when the event names a port
+    for side, ref, port in (("source", "src_ref", "src_port"), ("destination", "dst_ref", "dst_port")):
         if row[f"{side}_ip"]:
-            add("ipv6-addr" if ":" in row[f"{side}_ip"] else "ipv4-addr", value=row[f"{side}_ip"])
+            version = "ipv6" if ":" in row[f"{side}_ip"] else "ipv4"
+            traffic[ref] = add(f"{version}-addr", value=row[f"{side}_ip"])
+            traffic.setdefault("protocols", [version])
+        if row[f"{side}_port"] is not None:
+            traffic[port] = row[f"{side}_port"]
         if row[f"{side}_fqdn"]:
             add("domain-name", value=row[f"{side}_fqdn"])
         if row[f"{side}_url"]:
             add("url", value=row[f"{side}_url"])
         if row[f"{side}_asn"] is not None:
             add("autonomous-system", number=row[f"{side}_asn"])
+    # STIX's network-traffic needs an address to refer to and a protocol: the network layer is
+    # what an event knows for sure (feeds seldom say TCP or UDP). Without a start time, the same
+    # addresses and ports are the same object in every event, as the addresses are.
+    if ("src_port" in traffic or "dst_port" in traffic) and "protocols" in traffic:
+        add("network-traffic", **traffic)
     return list(found.values())
 
 

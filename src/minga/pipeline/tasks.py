@@ -41,6 +41,18 @@ def purge_expired_events() -> str:
     return f"purged {sum(purged.values())} events"
 
 
+@schedule.every(timedelta(days=1), name="pipeline.maintain_partitions")
+@background_task(max_attempts=3, backoff_seconds=600)
+def maintain_partitions() -> str:
+    """On PostgreSQL, create the events' monthly partitions from the oldest month any feed keeps
+    to two months ahead, moving the rows the DEFAULT partition holds for them
+    (``partitions.maintain``, each month audited). Nothing to do on SQLite."""
+    from minga.pipeline import partitions
+
+    created = partitions.maintain()
+    return f"created {len(created)} monthly partitions, moved {sum(created.values())} events"
+
+
 @schedule.every(timedelta(minutes=1), name="pipeline.pull_sources")
 @background_task(max_attempts=1)
 def pull_sources() -> str:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from datetime import timedelta
 
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.utils import timezone
 
 from minga.core.choices import TLP, Role
 from minga.core.models import AuditEntry, Organisation, User
@@ -62,6 +64,20 @@ def test_reimport_is_idempotent(analyst: User, team: Organisation) -> None:
     assert (first.accepted, again.accepted, again.duplicates) == (2, 0, 2)
     assert StixObject.objects.count() == 2
     assert ObjectObservable.objects.count() == 2
+
+
+def test_date_added_never_goes_back_when_a_clock_is_behind(analyst: User, team: Organisation) -> None:
+    """A version stored by a worker whose clock ran ahead (or before this clock was stepped
+    back) is not overtaken: what is stored next is dated no earlier, so a TAXII client polling
+    with added_after from the newest date it saw still receives it."""
+    services.import_bundle(analyst, team, stream(indicator("198.51.100.1")), TLP.GREEN)
+    ahead = timezone.now() + timedelta(minutes=5)
+    StixObject.objects.update(date_added=ahead)
+    services.import_bundle(analyst, team, stream(indicator("198.51.100.2")), TLP.GREEN)
+    added = list(StixObject.objects.order_by("pk").values_list("date_added", flat=True))
+    assert added[0] == ahead and added[1] >= ahead
+    later = list(StixObject.objects.filter(date_added__gte=ahead).order_by("date_added", "pk"))
+    assert [o.pk for o in later] == sorted(o.pk for o in later) and len(later) == 2
 
 
 def test_versions_keep_one_latest_and_revocation_is_final(analyst: User, team: Organisation) -> None:

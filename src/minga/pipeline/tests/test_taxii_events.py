@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import requests
+import stix2
 from django.test import Client
 from stix2validator import ValidationOptions, validate_instance
 from taxii2client.exceptions import TAXIIServiceException
@@ -89,7 +90,7 @@ def test_a_member_reads_its_organisations_events_as_valid_stix(live_server, worl
         assert obj["object_marking_refs"] == [intel_stix.TLP2_MARKING_IDS["amber"]]
     observed = [o for o in objects if o["type"] == "observed-data"]
     assert len(observed) == 3  # the three events routed to demo-a, none of the others
-    values = {o.get("value") or o.get("number") for o in objects if o["type"] != "observed-data"}
+    values = {o.get("value") or o.get("number") for o in objects if "value" in o or "number" in o}
     assert values == {
         "192.0.2.10",
         "192.0.2.11",
@@ -102,9 +103,17 @@ def test_a_member_reads_its_organisations_events_as_valid_stix(live_server, worl
         "rsit:information-gathering:scanner",
         "rsit:malicious-code:infected-system",
     }
+    # The ports: a network-traffic from the source address, with STIX's deterministic id.
+    traffic = {o["src_port"]: o for o in objects if o["type"] == "network-traffic"}
+    assert set(traffic) == {22, 23, 80}
+    ssh = traffic[22]
+    assert ssh["protocols"] == ["ipv4"] and "dst_ref" not in ssh
+    assert ssh["src_ref"] == stix.sco_id("ipv4-addr", {"value": "192.0.2.10"})
+    assert ssh["id"] == stix2.NetworkTraffic(src_ref=ssh["src_ref"], src_port=22, protocols=["ipv4"]).id
     # Every reference resolves within the page, and each observed-data is its event's.
     ids = {o["id"] for o in objects}
     assert all(set(o["object_refs"]) <= ids for o in observed)
+    assert all(o["src_ref"] in ids for o in traffic.values())
     mine = set(
         Event.objects.filter(source_ip__in=["192.0.2.10", "192.0.2.11", "192.0.2.12"]).values_list(
             "pk", flat=True
@@ -133,8 +142,11 @@ def test_pages_follow_the_order_stored_with_limit_next_and_added_after(live_serv
     assert paged == everything  # whole events per page, none skipped or served twice
     observed = [o for o in everything if o["type"] == "observed-data"]
     assert len(observed) == 4
-    first = events.get_objects(limit=2)  # two objects: the first event's address and observed-data
-    assert len(first["objects"]) == 2 and first["more"] is True and first["next"]
+    # limit=2 is less than the first event's objects (its address, its network-traffic, its
+    # observed-data): the page holds that one whole event.
+    first = events.get_objects(limit=2)
+    assert [o["type"] for o in first["objects"]] == ["ipv4-addr", "network-traffic", "observed-data"]
+    assert first["more"] is True and first["next"]
     rest = events.get_objects(next=first["next"])["objects"]
     assert first["objects"] + rest == everything
     # added_after: what was stored after the first file.
@@ -169,7 +181,5 @@ def test_ids_are_stable_and_read_back():
     assert stix.event_id_of(stix.observed_data_id(123456789)) == 123456789
     assert stix.event_id_of("observed-data--00000000-0000-4000-8000-000000000001") is None
     # STIX 2.1's own deterministic SCO id for an IPv4 address (as the stix2 library computes it).
-    import stix2
-
     assert stix.sco_id("ipv4-addr", {"value": "192.0.2.10"}) == stix2.IPv4Address(value="192.0.2.10").id
     assert stix.sco_id("autonomous-system", {"number": 64500}) == stix2.AutonomousSystem(number=64500).id

@@ -3,15 +3,20 @@ to a real server (pytest-django's live server), with the team's API token."""
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
+import psycopg
 import pytest
 import requests
+from django.db import connection, connections
 from taxii2client.v21 import ApiRoot, Collection, Server, as_pages
 
 from minga.core.choices import TLP
-from minga.intel import stix
-from minga.intel.models import StixObject
+from minga.intel import observables, stix
+from minga.intel.models import Observable, StixObject
 from minga.intel.tests.bundles import TS, indicator, sco
 from minga.taxii import services
 from minga.taxii.tests.conftest import Cast, store, validate_stix
@@ -132,3 +137,95 @@ def test_a_team_deletes_an_object_it_shared(live_server: Any, cast: Cast) -> Non
     # (The client itself refuses to delete from the readable collection: it cannot be written.)
     ana["inbox-andina"].delete_object(mine["id"])
     assert not StixObject.objects.filter(stix_id=mine["id"]).exists()
+
+
+def _waiting_on(lock: str) -> int:
+    """How many sessions of this database wait for a lock of kind ``lock`` (read outside any
+    transaction: pg_stat_activity stays as it was for the rest of a transaction)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock' AND wait_event = %s",
+            [lock],
+        )
+        return int(cursor.fetchone()[0])
+
+
+def _wait_for(check: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 20
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def test_polling_misses_no_import_that_commits_after_a_later_one_began(live_server: Any, cast: Cast) -> None:
+    """Two imports overlap: the first has stored its version but not committed (held up by a
+    third transaction), the second starts meanwhile. A client that polls then, and again
+    afterwards from the last date_added it was given, receives both versions, in commit order:
+    neither is skipped (the second import waits for the first, and its date_added is later)."""
+    if connection.vendor != "postgresql":
+        pytest.skip("needs concurrent writers: on SQLite one write lock already orders them")
+    url = f"{live_server.url}/taxii2/api/collections/{services.READABLE_ID}/objects/"
+    headers = {"Accept": services.MEDIA_TAXII, "Authorization": f"Bearer {cast.carlos.token}"}
+    seen: list[str] = []
+    last_added = ""
+
+    def poll() -> None:
+        nonlocal last_added
+        answer = requests.get(
+            url, params={"added_after": last_added} if last_added else {}, headers=headers, timeout=30
+        )
+        answer.raise_for_status()
+        seen.extend(o["id"] for o in answer.json().get("objects", []))
+        last_added = answer.headers.get("X-TAXII-Date-Added-Last", last_added)
+
+    store(cast.andina, indicator("198.51.100.1"), tlp=TLP.GREEN)
+    poll()
+    slow, quick = indicator("198.51.100.2"), indicator("198.51.100.3")
+    ((kind, value),) = observables.extract(slow)
+    errors: list[BaseException] = []
+
+    def importing(obj: dict[str, Any]) -> None:
+        try:
+            store(cast.andina, obj, tlp=TLP.GREEN)
+        except BaseException as exc:  # reported by the test's thread
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    database = connection.settings_dict
+    with (
+        psycopg.connect(
+            host=database["HOST"],
+            port=database["PORT"] or 5432,
+            user=database["USER"],
+            dbname=database["NAME"],
+        ) as blocker,
+        blocker.cursor() as cursor,
+    ):
+        # An uncommitted row of the slow object's observable: its import stores the version,
+        # then waits on this row's unique key until the blocker's transaction ends.
+        cursor.execute(
+            f'INSERT INTO "{Observable._meta.db_table}" (kind, value) VALUES (%s, %s)',  # noqa: S608
+            [kind, value],
+        )
+        first = threading.Thread(target=importing, args=(slow,))
+        first.start()
+        _wait_for(
+            lambda: not first.is_alive() or _waiting_on("transactionid") >= 1, "the first import to wait"
+        )
+        second = threading.Thread(target=importing, args=(quick,))
+        second.start()
+        _wait_for(
+            lambda: not second.is_alive() or _waiting_on("advisory") >= 1,
+            "the second import to wait or to finish",
+        )
+        poll()  # while the first import is still open
+        blocker.rollback()
+    first.join(20)
+    second.join(20)
+    assert not errors, errors
+    assert not first.is_alive() and not second.is_alive()
+    poll()
+    assert seen == list(StixObject.objects.order_by("date_added", "pk").values_list("stix_id", flat=True))
+    assert seen[1:] == [slow["id"], quick["id"]]

@@ -95,6 +95,9 @@ class Command(BaseCommand):
         rerun.add_argument("run", help="the run's id (a UUID)")
         rerun.add_argument("--queue", action="store_true", help="queue the chunks for the workers")
         actions.add_parser("purge", help="delete the events older than their feed's retention now")
+        actions.add_parser(
+            "partitions", help="PostgreSQL: create the events' monthly partitions now (the daily job does it)"
+        )
         pull = actions.add_parser("pull", help="pull a URL feed now (and process the run here)")
         pull.add_argument("name")
         pull.add_argument("--queue", action="store_true", help="leave the chunks to the workers")
@@ -344,6 +347,20 @@ class Command(BaseCommand):
         total = sum(purged.values())
         self.stdout.write(
             self.style.SUCCESS(f"purged {total} events" + "".join(f"\n  {k}: {v}" for k, v in purged.items()))
+        )
+
+    def _partitions(self, options: dict[str, Any]) -> None:
+        from minga.pipeline import partitions
+
+        if not partitions.enabled():
+            self.stdout.write("SQLite: the event tables are not partitioned; nothing to do")
+            return
+        created = partitions.maintain()
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"created {len(created)} monthly partitions"
+                + "".join(f"\n  {name}: {moved} events moved from DEFAULT" for name, moved in created.items())
+            )
         )
 
 
