@@ -284,3 +284,17 @@ def test_sightings_are_added_up_however_many_there_are(store: Store) -> None:
     [sighted] = found.sighted
     assert (sighted.obj.stix_id, sighted.sightings, sighted.count) == (c2["id"], 950, 1900)
     assert sighted.last_seen is not None and sighted.last_seen.day == 28
+
+
+def test_a_file_uploaded_again_says_its_objects_were_stored_already(store: Store) -> None:
+    """The second upload of the same file stores nothing: its page says where the correlations
+    of those objects are, rather than showing an empty section as if nothing correlated."""
+    client = _client(store.analyst)
+    data = json.dumps(bundle(indicator("198.51.100.7", name="Our C2 address"))).encode()
+    first = _upload(client, store, "first.json", data)
+    page = client.get(f"/intel/imports/{first.uuid}/").content.decode()
+    assert "Partner&#x27;s C2 address" in page and "stored already" not in page
+    again = _upload(client, store, "again.json", data)
+    assert (again.accepted, again.duplicates) == (0, 1)
+    page = client.get(f"/intel/imports/{again.uuid}/").content.decode()
+    assert "1 object of the file was stored already, by an earlier import" in page
