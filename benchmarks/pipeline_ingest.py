@@ -30,10 +30,12 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit, urlunsplit
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from scratch import postgres_database  # noqa: E402
 
 TARGET = 50_000  # events/s
 MEMORY_TARGET_MB = 500
@@ -49,25 +51,6 @@ if TYPE_CHECKING:
     from minga.pipeline.models import Feed, Run
 
 
-def _admin_url(url: str) -> tuple[str, str]:
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/")
-    if not name or name in {"postgres", "template0", "template1"}:
-        raise SystemExit(f"MINGA_DATABASE_URL must name a scratch database of its own, not {name!r}")
-    return urlunsplit(parts._replace(path="/postgres")), name
-
-
-def _postgres(url: str, action: str) -> None:
-    import psycopg
-    from psycopg import sql
-
-    admin, name = _admin_url(url)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        if action == "create":
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-
-
 def set_up_django(scratch: Path) -> str:
     url = os.environ.get("MINGA_DATABASE_URL", "").strip() or f"sqlite:///{scratch / 'bench.sqlite3'}"
     os.environ["MINGA_DATABASE_URL"] = url
@@ -77,7 +60,7 @@ def set_up_django(scratch: Path) -> str:
     os.environ.setdefault("MINGA_LOG_LEVEL", "WARNING")
     os.environ["DJANGO_SETTINGS_MODULE"] = "minga.settings"
     if url.startswith(("postgres://", "postgresql://")):
-        _postgres(url, "create")
+        postgres_database(url, "create")
     import django
 
     django.setup()
@@ -256,7 +239,7 @@ def main() -> None:
                 from django.db import connections
 
                 connections.close_all()
-                _postgres(url, "drop")
+                postgres_database(url, "drop")
 
 
 def run(scratch: Path, url: str, args: argparse.Namespace, rng: random.Random) -> None:

@@ -58,7 +58,21 @@ class Reader:
 ANONYMOUS = Reader(user_id=None, organisation_ids=frozenset(), is_network_member=False)
 
 
-def reader_for(user: User | AnonymousUser | None) -> Reader:
+def organisation_reader(organisation: Organisation) -> Reader:
+    """The organisation itself as a reader: what any active member of it reads by being a
+    member, and no more (no user row has id 0, so none is named on an object). Digests read
+    as the organisation they are for, whoever receives them."""
+    return Reader(
+        user_id=0,
+        organisation_ids=frozenset({organisation.pk}),
+        is_network_member=organisation.is_network_member,
+    )
+
+
+def reader_for(user: User | AnonymousUser | Reader | None) -> Reader:
+    """The reader ``user`` is (a ``Reader`` is one already), read once per request."""
+    if isinstance(user, Reader):
+        return user
     if user is None or not user.is_authenticated or not user.is_active:
         return ANONYMOUS
     cached = getattr(user, "_minga_reader", None)

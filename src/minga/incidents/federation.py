@@ -79,7 +79,9 @@ UPDATE_ACTIONS = {
     "incident.comment": "comment",
     "incident.task_status": "task_status",
 }
-NOT_CHANGES = frozenset({"incident.export"})  # audited reads: no new version
+# Audited reads, and failed delivery attempts (retried with backoff): nothing a peer's copy
+# shows has changed, so no new version.
+NOT_CHANGES = frozenset({"incident.export", "incident.notification_failed"})
 MAX_TEXT = 8000
 
 # The update being applied (its id, the node it came from) while the services apply it: the

@@ -41,8 +41,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
-from minga.core import audit, sealed, webhooks
-from minga.core.access import Reader
+from minga.core import access, audit, sealed, webhooks
 from minga.core.choices import ORG_MANAGER_ROLES
 from minga.core.models import Organisation, User
 from minga.core.services import can_manage_organisation
@@ -294,26 +293,10 @@ def delete_digest(actor: User | AnonymousUser | None, digest: Digest) -> None:
 # --- what a digest holds ------------------------------------------------------------------------
 
 
-class _OrganisationReader:
-    """The organisation as the access policy's reader: what any active member of it reads by
-    being a member (no user named on an event). Only ``reader_for`` looks at it."""
-
-    is_authenticated = True
-    is_active = True
-    pk = 0
-
-    def __init__(self, organisation: Organisation) -> None:
-        self._minga_reader = Reader(
-            user_id=0,  # no user row has id 0: no event names this reader
-            organisation_ids=frozenset({organisation.pk}),
-            is_network_member=organisation.is_network_member,
-        )
-
-
 def events_for(organisation: Organisation, start: datetime, end: datetime) -> QuerySet[Event]:
     """The events routed to ``organisation`` that it may read, stored in [start, end), oldest
     first."""
-    reader = cast("User", _OrganisationReader(organisation))
+    reader = cast("User", access.organisation_reader(organisation))  # the policy takes a Reader as is
     events = queries.events_visible_to(reader, queries.EventFilter(organisation=organisation))
     return events.filter(created_at__gte=start, created_at__lt=end).order_by("id")
 
